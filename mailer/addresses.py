@@ -1,0 +1,55 @@
+"""Normalise e-mail addresses with email-validator; split `Name <address>` forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+from mailer.errors import AddressError
+
+
+@dataclass(frozen=True)
+class Address:
+    email: str  # normalised, as printed: local part as written, domain lower-cased (Unicode)
+    ascii_email: str | None  # the IDNA form used on the wire; None when the local part is non-ASCII
+    key: str  # case-insensitive identity: unique per contact
+    display_name: str = ""
+
+    @property
+    def wire(self) -> str:
+        """The address to give the SMTP server."""
+        return self.ascii_email or self.email
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        return self.ascii_email is None
+
+
+def clean_line(text: str) -> str:
+    """Collapse CR, LF and other line breaks to single spaces and strip the ends."""
+    return " ".join(text.replace("\r", " ").replace("\n", " ").split()) if text else ""
+
+
+def parse_address(raw: str) -> Address:
+    """Validate `raw` (an address or `Name <address>`) and return its normalised form."""
+    from email_validator import EmailNotValidError, validate_email
+
+    text = clean_line(raw)
+    if not text:
+        raise AddressError("empty e-mail address")
+    display = ""
+    if "<" in text and text.endswith(">"):
+        display, addr = parseaddr(text)
+        if not addr:
+            raise AddressError(f"{text!r} is not an e-mail address")
+        display = clean_line(display)
+    else:
+        addr = text
+    try:
+        info = validate_email(addr, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise AddressError(f"{addr!r}: {exc}") from None
+    ascii_email = info.ascii_email
+    domain_ascii = ascii_email.rsplit("@", 1)[1] if ascii_email else info.domain
+    key = f"{info.local_part.casefold()}@{domain_ascii.lower()}"
+    return Address(info.normalized, ascii_email, key, display)

@@ -1,0 +1,75 @@
+"""The `mailer` command line: one Typer app composed of one module per command group.
+
+Command modules import only typer and the standard library at the top; the core is
+imported inside each command, so `mailer --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from mailer.cli import campaign, contacts, lists, render, segments, send, serve, workspace
+from mailer.cli._common import State, state
+
+
+class _MailerGroup(TyperGroup):
+    """Translate our errors once: `Error: …` on one line to stderr, the error's exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        from mailer.errors import MailerError
+
+        try:
+            return super().invoke(ctx)
+        except MailerError as exc:
+            if state(ctx).debug:
+                raise
+            typer.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+app = typer.Typer(
+    cls=_MailerGroup,
+    name="mailer",
+    help="Newsletters and contact mailing for the Arctic Smartness network.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # tracebacks with locals could show secrets
+    add_completion=True,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: str = typer.Option(
+        None,
+        "--config",
+        "-c",
+        metavar="PATH",
+        help="Configuration file (default: $MAILER_CONFIG, else ./mailer.toml).",
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+) -> None:
+    """Import contacts, keep lists, write news items and send them as newsletters."""
+    st = state(ctx)
+    if not isinstance(ctx.obj, State):
+        ctx.obj = st
+    st.config_path = config
+    st.debug = debug
+
+
+for module in (workspace, render, send, serve):
+    app.registered_commands.extend(module.app.registered_commands)
+app.add_typer(contacts.app, name="contacts")
+app.add_typer(lists.app, name="lists")
+app.add_typer(segments.app, name="segments")
+app.add_typer(campaign.app, name="campaign")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line (the `mailer` console script)."""
+    app(args=argv if argv is not None else sys.argv[1:], prog_name="mailer")

@@ -1,0 +1,112 @@
+"""What every command shares: the config and store it opens, and how it prints."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from mailer.config import Config
+    from mailer.store import Store
+
+FORMATS = ("table", "csv", "json")
+
+
+@dataclass
+class State:
+    """The global options, kept on the Typer context."""
+
+    config_path: str | None = None
+    debug: bool = False
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def state(ctx: typer.Context) -> State:
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+def get_config(ctx: typer.Context) -> Config:
+    """Find and load the configuration named by --config, $MAILER_CONFIG or ./mailer.toml."""
+    from mailer.config import find_config_path, load_config
+
+    st = state(ctx)
+    return load_config(find_config_path(st.config_path, st.environ), st.environ)
+
+
+def open_store(config: Config) -> Store:
+    """Open (and migrate) the database the configuration names."""
+    from mailer.errors import ConfigError
+    from mailer.store import Store
+
+    if not config.database_path.parent.is_dir():
+        raise ConfigError(f"folder of database.path does not exist: {config.database_path.parent}")
+    return Store(config.database_path)
+
+
+def is_terminal(stream: IO[str] | None = None) -> bool:
+    stream = stream or sys.stderr
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        from mailer.errors import InputError
+
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    return fmt
+
+
+def print_rows(
+    rows: Iterable[dict[str, Any]],
+    columns: Sequence[str],
+    fmt: str = "table",
+    out: IO[str] | None = None,
+) -> None:
+    """Print rows as an aligned table, CSV or a JSON array (data goes to stdout)."""
+    out = out or sys.stdout
+    if fmt == "json":
+        out.write(json.dumps(list(rows), ensure_ascii=False, indent=2) + "\n")
+        return
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in columns])
+        return
+    table = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    for r in table:
+        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n")
+
+
+def print_json(value: Any, out: IO[str] | None = None) -> None:
+    (out or sys.stdout).write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def err(message: str) -> None:
+    """Print a progress or status line to stderr."""
+    typer.echo(message, err=True)

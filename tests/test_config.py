@@ -1,0 +1,81 @@
+"""Configuration: found, validated, secrets from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailer.config import load_config
+from mailer.errors import ConfigError
+
+
+def test_init_writes_a_config_that_loads_with_defaults(workspace):
+    config = workspace.config()
+    assert config.sender.list_id == "arcticsmartness.eu"
+    assert config.smtp.max_attempts == 8
+    assert config.database_path == workspace.path / "mailer.db"
+    assert config.list_kinds == ("cluster", "municipality", "company")
+
+
+def test_init_refuses_to_overwrite_unless_forced(workspace):
+    before = workspace.config_path.read_text()
+    res = workspace.cli("init", str(workspace.path))
+    assert res.exit_code == 2
+    assert "already exists" in res.stderr and res.stderr.count("\n") == 1
+    assert workspace.config_path.read_text() == before
+    res = workspace.cli("init", str(workspace.path), "--force")
+    assert res.exit_code == 0
+    assert workspace.config_path.read_text() != before  # a fresh secret
+
+
+def test_init_writes_a_fresh_random_secret_each_time(tmp_path, cli_runner):
+    from mailer.cli import app
+
+    for name in ("a", "b"):
+        cli_runner.invoke(app, ["init", str(tmp_path / name)], env={"MAILER_SECRET": ""})
+    secrets = {load_config(tmp_path / n / "mailer.toml", {}).secret() for n in ("a", "b")}
+    assert len(secrets) == 2 and all(len(s) >= 32 for s in secrets)
+
+
+def test_environment_secret_wins_over_the_file(workspace):
+    config = load_config(workspace.config_path, {"MAILER_SECRET": "from-env"})
+    assert config.secret() == b"from-env"
+    assert load_config(workspace.config_path, {}).secret() != b"from-env"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "needle"),
+    [
+        ("smtp", "port", '"587"', "smtp.port must be an integer"),
+        ("smtp", "colour", '"blue"', "smtp.colour unknown key"),
+        ("smtp", "security", '"ssl"', "smtp.security must be one of"),
+        ("defaults", "language", '"de"', "defaults.language"),
+        ("web", "base_url", '"ftp://x"', "web.base_url"),
+    ],
+)
+def test_a_bad_key_is_exit_2_naming_the_key(workspace, section, key, value, needle):
+    workspace.set_config(section, key, value)
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        workspace.config()
+    res = workspace.cli("backup", str(workspace.path / "b.db"))
+    assert res.exit_code == 2
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_malformed_toml_and_missing_file_are_one_line_errors(workspace, tmp_path):
+    workspace.config_path.write_text("[sender\nname = ", encoding="utf-8")
+    res = workspace.cli("backup", str(workspace.path / "b.db"))
+    assert res.exit_code == 2 and res.stderr.startswith("Error: ")
+    assert "malformed TOML" in res.stderr and res.stderr.count("\n") == 1
+    res = workspace.cli(
+        "backup", str(workspace.path / "b.db"), env={"MAILER_CONFIG": str(tmp_path / "no")}
+    )
+    assert res.exit_code == 2 and "no configuration" in res.stderr
+
+
+def test_config_option_wins_over_environment(workspace, tmp_path):
+    res = workspace.cli(
+        "--config", str(tmp_path / "missing.toml"), "backup", str(tmp_path / "b.db")
+    )
+    assert res.exit_code == 2
+    assert "missing.toml" in res.stderr
