@@ -102,3 +102,129 @@ def point_at(workspace, port: int, **smtp: object) -> None:
     workspace.set_config("smtp", "security", '"none"')
     for key, value in smtp.items():
         workspace.set_config("smtp", key, str(value))
+
+
+# --- until the newsletter and contacts modules are merged: a plain content source --------
+
+
+class PlainBuilder:
+    """Builds a small multipart/alternative message for one frozen variant (test content)."""
+
+    def __init__(self, config, frozen: str) -> None:
+        import json
+
+        self.config = config
+        self.variant = json.loads(frozen)
+
+    def build(self, recipient, unsubscribe_url, *, now, test=False):
+        import secrets
+        from email.message import EmailMessage
+        from email.policy import SMTP
+        from email.utils import format_datetime
+
+        msg = EmailMessage(policy=SMTP)
+        msg["From"] = self.config.sender.address
+        msg["To"] = recipient.wire_email
+        msg["Subject"] = ("[TEST] " if test else "") + self.variant["subject"]
+        msg["Date"] = format_datetime(now)
+        message_id = f"<{secrets.token_hex(8)}@arcticsmartness.eu>"
+        msg["Message-ID"] = message_id
+        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        msg.set_content(f"{self.variant['body']}\n{unsubscribe_url}\n")
+        msg.add_alternative(
+            f"<p>{self.variant['body']}</p><a href='{unsubscribe_url}'>x</a>", subtype="html"
+        )
+        return Built(message_id, msg.as_bytes())
+
+
+@dataclass(frozen=True)
+class Built:
+    message_id: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PlainRecipient:
+    email: str
+    name: str
+    wire_email: str
+
+
+class PlainContent:
+    """A Content for mailer.delivery: definition JSON {"variants": {lang: {subject, body}}}."""
+
+    def render(self, config, definition):
+        import json
+
+        return {k: json.dumps(v) for k, v in json.loads(definition)["variants"].items()}
+
+    def builder(self, config, frozen):
+        return PlainBuilder(config, frozen)
+
+    def recipient(self, email, name, wire_email):
+        return PlainRecipient(email, name, wire_email)
+
+    def audience(self, conn, config, segment):
+        if segment == "all":
+            return "1 = 1", []
+        kind, _, slug = segment.partition(":")
+        return (
+            "c.id IN (SELECT m.contact_id FROM memberships m JOIN lists l ON l.id = m.list_id"
+            " WHERE l.kind = ? AND l.slug = ?)",
+            [kind, slug],
+        )
+
+
+def add_contacts(store, emails, *, language="fi", status="subscribed", lst=None):
+    """Insert contacts straight into the store; return their ids."""
+    from mailer.store import contacts as q
+    from mailer.timeutil import now_utc
+
+    ids = []
+    with store.transaction() as conn:
+        list_id = q.ensure_list(conn, *lst.split(":"), lst, now_utc()) if lst else None
+        for email in emails:
+            cid = q.insert_contact(
+                conn,
+                email=email,
+                email_ascii=email,
+                email_key=email.lower(),
+                name="",
+                organization="",
+                language=language,
+                attributes={},
+                consent_source="test",
+                now=now_utc(),
+                status=status,
+            )
+            if list_id:
+                q.add_membership(conn, list_id, cid)
+            ids.append(cid)
+    return ids
+
+
+def add_campaign(store, name="issue-1", segment="all", send_at=None, langs=("fi", "en")):
+    import json
+
+    from mailer.store import campaigns as q
+    from mailer.timeutil import now_utc
+
+    definition = json.dumps(
+        {
+            "variants": {
+                lang: {"subject": f"Uutiset {lang}", "body": f"Body {lang}"} for lang in langs
+            }
+        }
+    )
+    with store.transaction() as conn:
+        return q.insert_campaign(
+            conn,
+            name=name,
+            source_path="campaign.toml",
+            definition=definition,
+            segment=segment,
+            status="scheduled" if send_at else "draft",
+            send_at=send_at,
+            now=now_utc(),
+        )
