@@ -1004,3 +1004,15 @@ def send_test(
 
         raise SmtpError(f"test message to {target.email} not sent: {outcome.detail}")
     return SampleReport(row["name"], [], [target.email])
+
+
+def audience_size(
+    store: Store, config: Config, name: str, *, content: Content | None = None
+) -> int:
+    """How many recipients a send of `name` would go to now (for the confirmation prompt)."""
+    content = content or NewsletterContent()
+    row = _campaign(store.conn, name)
+    if row["frozen_at"]:
+        return q_deliveries.open_count(store.conn, row["id"])
+    where, params = content.audience(store.conn, config, row["segment"])
+    return q_deliveries.audience_count(store.conn, where=where, params=params)

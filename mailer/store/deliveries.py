@@ -249,3 +249,11 @@ def open_count(conn: sqlite3.Connection, campaign_id: int, due: datetime | None 
             (campaign_id, to_db(due)),
         ).fetchone()
     return int(row[0])
+
+
+def audience_count(conn: sqlite3.Connection, *, where: str, params: Sequence[object]) -> int:
+    row = conn.execute(
+        f"SELECT count(*) FROM contacts c WHERE c.status = 'subscribed' AND ({where})",
+        tuple(params),
+    ).fetchone()
+    return int(row[0])
