@@ -3,7 +3,8 @@
 It extends tests/smtp_sink.py's handler: `rcpt_reply` answers chosen recipients,
 `drop_rcpt_every` closes the connection at every Nth RCPT, `drop_after_data_every` keeps
 every Mth message and then closes the connection without replying (the RFC 1047 case), and
-`delay` slows each DATA down so that a kill lands mid-send.
+`delay` slows each DATA down so that a kill lands mid-send, and `hold_after` never answers
+the messages after the first N (they stay in flight until the client goes away).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class ScriptedHandler(SinkHandler):
     delay: float = 0.0
     drop_rcpt_every: int = 0
     drop_after_data_every: int = 0
+    hold_after: int = 0  # messages after this many are never answered (until a disconnect)
+    held: int = 0
     ehlos: int = 0
     rcpt_count: int = 0
     data_count: int = 0
@@ -53,6 +56,11 @@ class ScriptedHandler(SinkHandler):
         with self.counter_lock:
             self.data_count += 1
             drop = self.drop_after_data_every and self.data_count % self.drop_after_data_every == 0
+            hold = self.hold_after and self.data_count > self.hold_after
+            if hold:
+                self.held += 1
+        if hold:
+            await asyncio.sleep(3600)  # the whole message is here; the reply never comes
         if drop:
             item = Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
             with self.lock:
