@@ -469,6 +469,10 @@ class _Run:
         self.last_renew = time.monotonic()
         self.pool: smtp.SmtpPool[_Job] | None = None
         self.quotas = config.smtp.per_minute > 0 or config.smtp.per_day > 0
+        # A worker writes a `sent` in the same transaction as its next claim (one commit per
+        # message instead of two); only when no wait lies between the two.
+        self.buffer_sent = True
+        self.local = threading.local()
 
     # Jobs come from the database in batches, so memory stays flat for any audience.
     def jobs(
@@ -529,6 +533,7 @@ class _Run:
         """Check the contact, reserve quota, and commit the row as `sending`; or skip it."""
         if job.contact_id is None or job.email is None:
             with self.lock, self.store.transaction() as conn:
+                self._write_buffered(conn)
                 if q_deliveries.skip(conn, job.id, job.status, "contact forgotten", self.clock()):
                     self.report.skipped += 1
             return None
@@ -537,6 +542,7 @@ class _Run:
             now = self.clock()
             wait = 0.0
             with self.lock, self.store.transaction() as conn:
+                self._write_buffered(conn)
                 status = q_deliveries.contact_status(conn, job.contact_id)
                 if status != "subscribed":
                     if q_deliveries.skip(conn, job.id, job.status, f"contact {status}", now):
@@ -575,9 +581,28 @@ class _Run:
             return max((ends - now).total_seconds(), 0.2)
         return 0.0
 
+    def _write_buffered(self, conn: Any) -> None:
+        buffered = getattr(self.local, "sent", None)
+        if buffered:
+            job, at = buffered
+            self.local.sent = None
+            q_deliveries.mark_sent(conn, job.id, self.owner, job.message_id, at)
+
+    def flush(self) -> None:
+        """Write the `sent` this worker still holds (when it stops)."""
+        if getattr(self.local, "sent", None):
+            with self.lock, self.store.transaction() as conn:
+                self._write_buffered(conn)
+
     def record(self, job: _Job, envelope: smtp.Envelope, outcome: smtp.Outcome) -> None:
         now = self.clock()
+        if outcome.status == smtp.SENT and self.buffer_sent:
+            self.local.sent = (job, now)
+            with self.lock:
+                self.report.sent += 1
+            return
         with self.lock, self.store.transaction() as conn:
+            self._write_buffered(conn)
             status = outcome.status
             if status == smtp.SENT:
                 q_deliveries.mark_sent(conn, job.id, self.owner, job.message_id, now)
@@ -769,6 +794,7 @@ def _send_held(
         progress=progress,
     )
     run.report.frozen_now = frozen >= 0
+    run.buffer_sent = not rate and not run.quotas  # no wait between a reply and the next claim
     now = clock()
     with store.transaction() as conn:
         q_campaigns.set_status(
@@ -811,7 +837,11 @@ def _send_held(
             pool = new_pool()
         run.pool = pool
         pool_report = pool.run(
-            run.jobs(statuses, due, only_owner), run.prepare, run.record, tick=run.tick
+            run.jobs(statuses, due, only_owner),
+            run.prepare,
+            run.record,
+            tick=run.tick,
+            finish=run.flush,
         )
         run.report.connections_opened += pool_report.connections_opened
         if pool_report.paused:
