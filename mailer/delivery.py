@@ -668,7 +668,12 @@ class _Run:
         """Progress, lease renewal, and a look at the campaign's status (cancel)."""
         if self.progress is not None:
             self.progress(self.snapshot())
-        if time.monotonic() - self.last_renew < LEASE_RENEW_SECONDS / 4:
+        with self.lock:
+            row = q_campaigns.get_campaign(self.store.conn, self.campaign_id)
+        if row["status"] != "sending":
+            self._stop(f"the campaign is now {row['status']}")
+            return
+        if time.monotonic() - self.last_renew < LEASE_RENEW_SECONDS:
             return
         self.last_renew = time.monotonic()
         now = self.clock()
@@ -677,10 +682,6 @@ class _Run:
                 conn, self.campaign_id, self.owner, now + timedelta(seconds=LEASE_SECONDS)
             ):
                 self._stop("another run took over the campaign")
-                return
-            row = q_campaigns.get_campaign(conn, self.campaign_id)
-            if row["status"] != "sending":
-                self._stop(f"the campaign is now {row['status']}")
 
     def _stop(self, reason: str) -> None:
         self.report.stopped_reason = reason

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 import smtplib
 import socket
 import ssl
@@ -167,14 +166,11 @@ def _command(
     return client.getreply()
 
 
-_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
-
-
 def wire_data(data: bytes) -> bytes:
     """Dot-stuff `data` (RFC 5321 4.5.2) and end it with CRLF "." CRLF."""
-    # Most messages have no line starting with "."; finding none is a fast C scan.
-    needs = data.startswith(b".") or b"\n." in data
-    stuffed = _LEADING_DOT.sub(b"..", data) if needs else data
+    stuffed = data.replace(b"\n.", b"\n..")  # every line that starts with "." gets another
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
     if not stuffed.endswith(b"\r\n"):
         stuffed += b"\r\n"
     return stuffed + b".\r\n"
