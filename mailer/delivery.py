@@ -409,6 +409,13 @@ class _Job:
     message_id: str = ""
 
 
+def envelope_sender(config: Config) -> str:
+    """The envelope sender (MAIL FROM): the sender address in its wire (IDNA) form."""
+    from mailer.addresses import parse_address
+
+    return parse_address(config.sender.address).wire
+
+
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -461,7 +468,7 @@ class _Run:
         self.lock = threading.Lock()  # one SQLite connection shared by the workers
         self.secret = config.secret()
         self.base_url = config.web.base_url
-        self.sender_address = config.sender.address
+        self.sender_address = envelope_sender(config)
         self.builders: dict[str, Builder] = {}
         self.report = SendReport(campaign=self.name, status=row["status"])
         self.total = 0
@@ -1022,7 +1029,7 @@ def send_test(
     try:
         outcome = conn.send(
             smtp.Envelope(
-                config.sender.address,
+                envelope_sender(config),
                 target.wire,
                 message.data,
                 needs_smtputf8=target.needs_smtputf8,
