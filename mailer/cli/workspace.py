@@ -52,3 +52,40 @@ def backup(
     with open_store(config) as store:
         store.backup(target)
     typer.echo(f"Backed up {config.database_path} to {target}")
+
+
+@app.command()
+def capture(
+    ctx: typer.Context,
+    port: int = typer.Option(1025, "--port", "-p", help="Port to listen on (loopback)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    maildir: Path = typer.Option(
+        None, "--maildir", help="Maildir to write into (default: ./captured next to the config)."
+    ),
+) -> None:
+    """Run a local SMTP server that keeps every message it receives in a Maildir.
+
+    Point [smtp] at it (host = "127.0.0.1", port = 1025, security = "none") to try
+    templates with real sending; stop it with Ctrl-C.
+
+    Example: mailer capture --port 1025
+    """
+    import signal
+    import threading
+
+    from mailer.capture import CaptureServer
+    from mailer.cli._common import err
+
+    if maildir is None:
+        from mailer.config import find_config_path
+
+        config_path = find_config_path(state(ctx).config_path, state(ctx).environ)
+        base = config_path.absolute().parent if config_path.exists() else Path.cwd()
+        maildir = base / "captured"
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with CaptureServer(maildir, host=host, port=port) as server:
+        err(f"Capturing SMTP on {host}:{server.port} into {maildir} (Ctrl-C stops)")
+        stop.wait()
+    err(f"Stopped; {server.received} message(s) captured in {maildir}")
