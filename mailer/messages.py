@@ -72,13 +72,14 @@ class BuiltMessage:
 
 
 def _printable_ascii(text: str) -> bool:
-    return all(32 <= ord(ch) < 127 for ch in text)
+    return text.isascii() and text.isprintable()
 
 
 def one_line(text: str) -> str:
     """Remove CR, LF and other control characters; collapse whitespace."""
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
-    return " ".join(cleaned.split())
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split())
 
 
 def encoded_words(text: str, budget: int = 75) -> list[str]:

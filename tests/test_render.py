@@ -174,3 +174,17 @@ def test_render_uses_a_real_contact_of_that_language(workspace):
     res = workspace.cli("render", str(path), "--out", str(workspace.path / "p"))
     assert res.exit_code == 0, res.stderr
     assert "Hei Pekka Puupää," in (workspace.path / "p" / "index.fi.txt").read_text("utf-8")
+
+
+def test_the_demo_campaign_renders(workspace):
+    from pathlib import Path
+
+    import mailer
+
+    demo = Path(mailer.__file__).parent / "demo_content" / "campaign.toml"
+    if not demo.is_file():
+        pytest.skip("no demo content in this checkout")
+    spec = load_campaign(demo, workspace.config())
+    variants = render_campaign(workspace.config(), spec)
+    assert list(variants) == ["fi", "en"]
+    assert "Neljä liiketoiminta-aluetta vuoteen 2022" in variants["fi"].html
