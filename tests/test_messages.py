@@ -232,3 +232,21 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(campaign, tmp_path)
         b"MIME-Version:", b"List-Unsubscribe: <https://evil.example/>\r\nMIME-Version:", 1
     )
     assert not dkim.verify(added, dnsfunc=dns)  # over-signed: a second instance breaks it
+
+
+def test_a_non_ascii_sender_name_is_encoded_in_from_and_list_id(workspace):
+    workspace.set_config("sender", "name", '"Lapin liitto – Arctic Smartness, Älykäs Lappi"')
+    workspace.set_config("sender", "reply_to", '""')
+    config = workspace.config()
+    spec = load_campaign(copy_campaign(workspace.path), config)
+    variant = render_campaign(config, spec)["fi"]
+    data = MessageBuilder(config, variant).build(Recipient("a@example.fi"), UNSUB, now=NOW).data
+    _check_wire_rules(data)
+    msg = _parse(data)
+    assert msg["From"].addresses[0].display_name == config.sender.name
+    assert "Reply-To" not in msg
+    list_id = data.split(b"List-Id: ")[1].split(b"\r\nList-Unsubscribe:")[0].decode()
+    assert "=?utf-8?b?" in list_id
+    decoded = str(make_header(decode_header(list_id.replace("\r\n", ""))))
+    assert decoded == f"{config.sender.name} <arcticsmartness.eu>"
+    assert "Lapin liitto – Arctic Smartness, Älykäs Lappi" in variant.html  # the footer
