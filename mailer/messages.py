@@ -193,7 +193,21 @@ def qp_piece(text: str) -> bytes:
     if not text:
         return b""
     encoded = qp_encode(text)
-    return encoded if encoded.endswith(CRLF) else encoded + b"=" + CRLF
+    if encoded.endswith(CRLF):
+        return encoded
+    head, _, last = encoded.rpartition(CRLF)
+    prefix = head + CRLF if head else b""
+    if len(last) < MAX_LINE:
+        return prefix + last + b"=" + CRLF
+    # The soft break would make the last line 77 long: move its tail to a line of its own,
+    # never splitting an =XX escape.
+    cut = 0
+    while True:
+        step = 3 if last[cut : cut + 1] == b"=" else 1
+        if cut + step > MAX_LINE - 1:
+            break
+        cut += step
+    return prefix + last[:cut] + b"=" + CRLF + last[cut:] + b"=" + CRLF
 
 
 def _prepare_part(pieces: list[str | int]) -> list[bytes | int]:
