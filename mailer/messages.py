@@ -195,8 +195,8 @@ def qp_piece(text: str) -> bytes:
     encoded = qp_encode(text)
     if encoded.endswith(CRLF):
         return encoded
-    head, _, last = encoded.rpartition(CRLF)
-    prefix = head + CRLF if head else b""
+    last = encoded.rpartition(CRLF)[2]
+    prefix = encoded[: len(encoded) - len(last)]
     if len(last) < MAX_LINE:
         return prefix + last + b"=" + CRLF
     # The soft break would make the last line 77 long: move its tail to a line of its own,
