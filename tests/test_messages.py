@@ -315,3 +315,17 @@ def test_quoted_printable_pieces_join_into_the_whole_text():
         assert decoded == expected
 
     check()
+
+
+@pytest.mark.parametrize("length", range(70, 82))
+@pytest.mark.parametrize("tail", ["", "ä", "=", " ", "€x"])
+def test_pieces_ending_near_column_76_stay_within_it(length, tail):
+    import binascii
+
+    from mailer.messages import qp_piece
+
+    for lead in ("", "\n", "x\n"):
+        text = lead + "a" * length + tail
+        encoded = qp_piece(text) + qp_piece("Z")
+        assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
+        assert binascii.a2b_qp(encoded).decode().replace("\r\n", "\n") == text + "Z"

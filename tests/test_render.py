@@ -188,3 +188,17 @@ def test_the_demo_campaign_renders(workspace):
     variants = render_campaign(workspace.config(), spec)
     assert list(variants) == ["fi", "en"]
     assert "Neljä liiketoiminta-aluetta vuoteen 2022" in variants["fi"].html
+
+
+def test_render_reports_a_bad_campaign_file_in_one_line(workspace):
+    folder = workspace.path / "c"
+    write_item(
+        folder, "x.md", 'title = "T"\ndate = 2018-11-06\nlang = "fi"\nimage = "https://a.fi/b.jpg"'
+    )
+    path = write_campaign(folder, 'name = "n"\nsubject = "S"\nsegment = "all"\nitems = ["x.md"]\n')
+    res = workspace.cli("render", str(path), "--out", str(workspace.path / "out"))
+    assert res.exit_code == 2
+    assert (
+        res.stderr.strip() == f"Error: {folder / 'x.md'}:5: image_alt is required when image is set"
+    )
+    assert not (workspace.path / "out").exists()
