@@ -289,3 +289,20 @@ def test_the_access_log_shows_no_token_and_no_address_and_sigterm_stops_cleanly(
     assert "@" not in log and "example.com" not in log
     assert "127.0.0.1 " not in log.split("serving on", 1)[1].split("\n", 1)[1]
     assert "Traceback" not in log
+
+
+def test_serve_refuses_a_busy_port_and_a_missing_secret(ws, server):
+    res = ws.run("serve", "--host", "127.0.0.1", "--port", str(server.port), timeout=30)
+    assert res.returncode == 1
+    assert res.stderr.startswith("Error: 127.0.0.1:") and "cannot listen" in res.stderr
+    ws2 = ws.path.parent / "nosecret"
+    ws2.mkdir(exist_ok=True)
+    (ws2 / "mailer.toml").write_text(
+        ws.config_path.read_text(encoding="utf-8").replace('secret = "', 'secret = "" # was "'),
+        encoding="utf-8",
+    )
+    res = ws.run(
+        "--config", str(ws2 / "mailer.toml"), "serve", "--port", "1", env={"MAILER_SECRET": ""}
+    )
+    assert res.returncode == 2, res.stderr
+    assert "secret" in res.stderr and "Traceback" not in res.stderr
