@@ -22,9 +22,10 @@ SOURCES = q.SOURCES
 # Sources a token holder acts through; only an unsubscribe made this way may be undone by
 # a token (staff decisions and bounces are not the recipient's to reverse).
 WEB_SOURCES = ("one-click", "page")
-# A token for campaign 0 comes from a test or sample message: its page renders, its POST
-# changes nothing.
+# Id 0 in a token marks a test or sample message: campaign 0 (`mailer render` samples) or
+# contact 0 (`mailer send --test-to`). Its page renders; its POST changes nothing.
 TEST_CAMPAIGN_ID = 0
+TEST_CONTACT_ID = 0
 
 
 @dataclass(frozen=True)
@@ -219,21 +220,26 @@ def page_info(
 ) -> PageInfo | None:
     """Return what the page for this (verified) token shows, or None for the 404 page."""
     conn = store.conn
-    contact = q.contact_for_page(conn, contact_id)
-    if campaign_id == TEST_CAMPAIGN_ID:
+    contact = q.contact_for_page(conn, contact_id) if contact_id != TEST_CONTACT_ID else None
+    campaign = q.campaign_for_page(conn, campaign_id) if campaign_id != TEST_CAMPAIGN_ID else None
+    if campaign_id == TEST_CAMPAIGN_ID or contact_id == TEST_CONTACT_ID:
+        if campaign_id != TEST_CAMPAIGN_ID and campaign is None:
+            return None
         language = contact["language"] if contact is not None else default_language
+        language = language if language in LANGUAGES else default_language
         return PageInfo(
-            language=language if language in LANGUAGES else default_language,
+            language=language,
             masked_address=mask_address(contact["email"]) if contact is not None else "",
-            newsletter="",
-            status=contact["status"] if contact is not None else "subscribed",
+            newsletter=""
+            if campaign is None
+            else _newsletter_name(
+                campaign["definition"], language, default_language, campaign["name"]
+            ),
+            status="subscribed",
             test=True,
             can_undo=False,
         )
-    if contact is None:
-        return None
-    campaign = q.campaign_for_page(conn, campaign_id)
-    if campaign is None:
+    if contact is None or campaign is None:
         return None
     language = contact["language"] if contact["language"] in LANGUAGES else default_language
     return PageInfo(

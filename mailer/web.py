@@ -5,9 +5,9 @@ POST changes state: the page's form (field `confirm=page`) or an RFC 8058 one-cl
 `List-Unsubscribe=One-Click`. Every bad token gets the same 404 page: forged, truncated,
 made with another secret, naming a forgotten contact or an unknown campaign.
 
-A token for campaign 0 comes from a test or sample message: its page renders (with a note)
-and its POSTs answer 200 but change nothing, so a test recipient cannot unsubscribe the
-sample contact whose message they were sent.
+A token with campaign 0 (`mailer render` samples) or contact 0 (`mailer send --test-to`)
+comes from a test message: its page renders (with a note) and its POSTs answer 200 but
+change nothing, so a test recipient cannot unsubscribe the sample contact.
 """
 
 from __future__ import annotations

@@ -262,13 +262,24 @@ def test_security_headers_on_every_page(server, campaign, person):
         assert not re.search(r"(src|href)=", reply.body)
 
 
-def test_a_test_message_link_shows_the_page_but_changes_nothing(ws, server, person):
-    t = token(0, person)
+@pytest.mark.parametrize("kind", ["sample (campaign 0)", "test-to (contact 0)"])
+def test_a_test_message_link_shows_the_page_but_changes_nothing(ws, server, campaign, person, kind):
+    t = token(0, person) if kind.startswith("sample") else token(campaign, 0)
     page = server.request("GET", f"/u/{t}")
     assert page.status == 200
     assert "testiviestistä" in page.body
     assert server.one_click(t).status == 200
+    assert server.form_post(f"/u/{t}/resubscribe", {"confirm": "page"}).status == 200
     assert state(ws, person) == ("subscribed", [])
+    with ws.store() as store:
+        assert (
+            store.conn.execute(
+                "SELECT count(*) FROM unsubscribe_events WHERE contact_id IS NULL OR contact_id = 0"
+            ).fetchone()[0]
+            == 0
+        )
+    # a test token of an unknown campaign is still a bad token
+    assert server.request("GET", f"/u/{token(999_999, 0)}").status == 404
 
 
 def test_the_access_log_shows_no_token_and_no_address_and_sigterm_stops_cleanly(ws, campaign):
