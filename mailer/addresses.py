@@ -48,8 +48,25 @@ def parse_address(raw: str) -> Address:
     try:
         info = validate_email(addr, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise AddressError(f"{addr!r}: {exc}") from None
+        error = AddressError(f"{addr!r}: {exc}")
+        error.reason = str(exc)  # without the address, for reports that show it beside
+        raise error from None
     ascii_email = info.ascii_email
     domain_ascii = ascii_email.rsplit("@", 1)[1] if ascii_email else info.domain
     key = f"{info.local_part.casefold()}@{domain_ascii.lower()}"
     return Address(info.normalized, ascii_email, key, display)
+
+
+def ascii_form(address: Address) -> str:
+    """The stored wire form: the IDNA domain, and the local part as written."""
+    if address.ascii_email:
+        return address.ascii_email
+    return address.email.rsplit("@", 1)[0] + "@" + address.key.rsplit("@", 1)[1]
+
+
+def suppression_hash(secret: bytes, email_key: str) -> str:
+    """The keyed hash a forgotten address leaves behind: HMAC-SHA256 of its email_key."""
+    import hashlib
+    import hmac
+
+    return hmac.new(secret, email_key.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -2,6 +2,250 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
+from mailer.cli._common import check_format, err, get_config, open_store, print_json, print_rows
+
 app = typer.Typer(help="Import, list, show, export and unsubscribe contacts.", no_args_is_help=True)
+
+LIST_COLUMNS = ("email", "name", "organization", "language", "status", "lists")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="CSV file (UTF-8 or cp1252; `,` `;` or tab)."),
+    lists: list[str] = typer.Option(
+        [], "--list", "-l", metavar="KIND:SLUG", help="Also add every imported row to this list."
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Write nothing and exit 2 when any row is invalid."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Report what would happen; write nothing."
+    ),
+    report_file: Path = typer.Option(
+        None,
+        "--report",
+        metavar="FILE",
+        help="Write invalid, duplicate and suppressed rows as CSV.",
+    ),
+) -> None:
+    """Import contacts from a spreadsheet's CSV export, in one transaction.
+
+    Headers may be Finnish, Swedish or English (sähköposti/e-post/email, nimi, kieli,
+    klusterit, kunta, yritys …); other columns become attributes. Unsubscribed, bounced and
+    forgotten addresses are never subscribed again.
+
+    Example: mailer contacts import jasenet.csv --list cluster:arctic-power --report virheet.csv
+    """
+    from mailer.importer import StrictImportError, import_contacts, write_report
+    from mailer.timeutil import now_utc
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        try:
+            report = import_contacts(
+                store, config, file, lists=lists, strict=strict, dry_run=dry_run, now=now_utc()
+            )
+        except StrictImportError as exc:
+            for problem in exc.report.problems:
+                email = f" {problem.email}" if problem.email else ""
+                err(f"row {problem.row}: {problem.outcome}:{email}: {problem.reason}")
+            if report_file is not None:
+                write_report(exc.report, report_file)
+            raise
+    if report_file is not None:
+        write_report(report, report_file)
+    for problem in report.problems:
+        email = f" {problem.email}" if problem.email else ""
+        typer.echo(f"row {problem.row}: {problem.outcome}:{email}: {problem.reason}")
+    if report.lists_created:
+        typer.echo(f"New lists: {', '.join(report.lists_created)}")
+    typer.echo(report.summary())
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The address, or 'Name <address>'."),
+    name: str = typer.Option("", "--name", help="Full name."),
+    org: str = typer.Option("", "--org", help="Organisation."),
+    lang: str = typer.Option(None, "--lang", help="Language: fi, en, sv or se (default: config)."),
+    lists: list[str] = typer.Option(
+        [], "--list", "-l", metavar="KIND:SLUG", help="Add the contact to this list (repeatable)."
+    ),
+) -> None:
+    """Add one contact (an existing one gets the new lists and fields).
+
+    Example: mailer contacts add aino.aikio@example.org --name "Aino Aikio" --lang se
+    """
+    from mailer.contacts import add_contact
+    from mailer.timeutil import now_utc
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        report = add_contact(
+            store,
+            config,
+            email,
+            name=name,
+            organization=org,
+            language=lang,
+            lists=lists,
+            now=now_utc(),
+        )
+    typer.echo(f"{report.outcome.capitalize()} {report.contact.email}")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    segment: str = typer.Option(
+        None, "--segment", "-s", metavar="EXPR", help="Only contacts matching this segment."
+    ),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+) -> None:
+    """List contacts of any status, optionally those matching a segment.
+
+    Example: mailer contacts list --segment "municipality:rovaniemi and lang:fi" --format csv
+    """
+    from mailer.contacts import list_contacts
+
+    check_format(fmt)
+    config = get_config(ctx)
+    with open_store(config) as store:
+        views = list_contacts(store, config, segment)
+    rows = [v.to_json() for v in views]
+    if fmt == "json":
+        print_json(rows)
+    else:
+        print_rows(rows, LIST_COLUMNS, fmt)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The contact's address (any case)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+) -> None:
+    """Show one contact: fields, status, lists and attributes.
+
+    Example: mailer contacts show aino.aikio@example.org --format json
+    """
+    from mailer.contacts import show_contact
+    from mailer.errors import InputError
+
+    if fmt not in ("table", "json"):
+        raise InputError(f"--format must be table or json, not {fmt!r}")
+    config = get_config(ctx)
+    with open_store(config) as store:
+        view = show_contact(store, email)
+    data = view.to_json()
+    if fmt == "json":
+        print_json(data)
+        return
+    for key in ("email", "name", "organization", "language", "status"):
+        typer.echo(f"{key + ':':14}{data[key]}")
+    typer.echo(f"{'lists:':14}{', '.join(data['lists'])}")
+    for key, value in sorted(data["attributes"].items()):
+        typer.echo(f"{key + ':':14}{value}")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    segment: str = typer.Option(
+        None, "--segment", "-s", metavar="EXPR", help="Only contacts matching this segment."
+    ),
+    output: Path = typer.Option(
+        None, "--output", "-o", metavar="FILE", help="Write to FILE (UTF-8 with BOM for Excel)."
+    ),
+) -> None:
+    """Export contacts as CSV that `contacts import` reads back unchanged.
+
+    Example: mailer contacts export --segment cluster:arctic-power -o arctic-power.csv
+    """
+    import sys
+
+    from mailer.contacts import export_contacts
+    from mailer.errors import FileInputError
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        if output is None:
+            count = export_contacts(store, config, sys.stdout, segment)
+        else:
+            import io
+
+            buffer = io.StringIO()
+            count = export_contacts(store, config, buffer, segment)
+            try:
+                output.write_text(buffer.getvalue(), encoding="utf-8-sig", newline="")
+            except OSError as exc:
+                raise FileInputError(f"cannot write: {exc.strerror}", where=str(output)) from None
+    err(f"Exported {count} contacts" + (f" to {output}" if output else ""))
+
+
+@app.command("unsubscribe")
+def unsubscribe(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The contact's address."),
+) -> None:
+    """Unsubscribe a contact (recorded with source 'cli').
+
+    Example: mailer contacts unsubscribe aino.aikio@example.org
+    """
+    from mailer.contacts import unsubscribe as core
+    from mailer.timeutil import now_utc
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        change = core(store, email, now=now_utc(), source="cli")
+    typer.echo(
+        f"Unsubscribed {change.email}"
+        if change.changed
+        else f"{change.email} was already unsubscribed"
+    )
+
+
+@app.command("resubscribe")
+def resubscribe(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The contact's address."),
+) -> None:
+    """Subscribe an unsubscribed or bounced contact again (recorded with source 'cli').
+
+    Example: mailer contacts resubscribe aino.aikio@example.org
+    """
+    from mailer.contacts import resubscribe as core
+    from mailer.timeutil import now_utc
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        change = core(store, email, now=now_utc(), source="cli")
+    typer.echo(
+        f"Resubscribed {change.email}"
+        if change.changed
+        else f"{change.email} was already subscribed"
+    )
+
+
+@app.command("forget")
+def forget(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The contact's address."),
+) -> None:
+    """Erase a contact's personal data; keep only a keyed hash so it is never imported again.
+
+    Example: mailer contacts forget aino.aikio@example.org
+    """
+    from mailer.contacts import forget as core
+    from mailer.timeutil import now_utc
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        report = core(store, config, email, now=now_utc())
+    typer.echo(f"Forgot {report.email} (removed from {report.lists} lists)")

@@ -4,6 +4,72 @@ from __future__ import annotations
 
 import typer
 
+from mailer.cli._common import check_format, get_config, open_store, print_json, print_rows
+
 app = typer.Typer(
     help="Lists of clusters, municipalities and companies (KIND:SLUG).", no_args_is_help=True
 )
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+) -> None:
+    """Show every list with its members and subscribed members.
+
+    Example: mailer lists list --format csv
+    """
+    from mailer.lists import all_lists
+
+    check_format(fmt)
+    config = get_config(ctx)
+    with open_store(config) as store:
+        rows = [info.to_json() for info in all_lists(store)]
+    if fmt == "json":
+        print_json(rows)
+    else:
+        print_rows(rows, ("list", "name", "members", "subscribed"), fmt)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    ref: str = typer.Argument(
+        ..., metavar="KIND:SLUG", help="The list, e.g. cluster:arctic-power."
+    ),
+    name: str = typer.Option(None, "--name", help="Display name (default: as written)."),
+) -> None:
+    """Create a list (or rename an existing one with --name).
+
+    Example: mailer lists add cluster:arctic-power --name "Arctic Power"
+    """
+    from mailer.lists import add_list
+    from mailer.timeutil import now_utc
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        change = add_list(store, config.list_kinds, ref, name, now_utc())
+    if change.created:
+        typer.echo(f"Added list {change.ref} ({change.name})")
+    elif change.renamed:
+        typer.echo(f"Renamed list {change.ref} to {change.name}")
+    else:
+        typer.echo(f"List {change.ref} exists ({change.name})")
+
+
+@app.command("remove")
+def remove(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="KIND:SLUG", help="The list to delete."),
+) -> None:
+    """Delete a list and its memberships; the contacts stay.
+
+    Example: mailer lists remove company:new-emerging-fields
+    """
+    from mailer.lists import remove_list
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        info = remove_list(store, config.list_kinds, ref)
+    typer.echo(f"Removed list {info.ref} ({info.members} members)")

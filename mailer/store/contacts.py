@@ -97,3 +97,276 @@ def contact_lists(conn: sqlite3.Connection, contact_id: int) -> list[str]:
         (contact_id,),
     )
     return [row[0] for row in rows]
+
+
+# --- contacts, in bulk (import) and one at a time ---------------------------------------
+
+CONTACT_COLUMNS = (
+    "id, email, email_ascii, email_key, name, organization, language, status, attributes"
+)
+
+
+_C_COLUMNS = ", ".join(f"c.{name.strip()}" for name in CONTACT_COLUMNS.split(","))
+
+
+def all_contacts_by_key(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
+    """Every contact, keyed by email_key (an import reads them once instead of per row)."""
+    rows = conn.execute(f"SELECT {CONTACT_COLUMNS} FROM contacts")
+    return {row["email_key"]: row for row in rows}
+
+
+def memberships_of(conn: sqlite3.Connection, contact_ids: list[int]) -> dict[int, set[int]]:
+    """List ids per contact, for the given contacts (all of them when there are many)."""
+    out: dict[int, set[int]] = {cid: set() for cid in contact_ids}
+    if not contact_ids:
+        return out
+    if len(contact_ids) > 500:
+        rows = conn.execute("SELECT contact_id, list_id FROM memberships")
+    else:
+        marks = ",".join("?" * len(contact_ids))
+        rows = conn.execute(
+            f"SELECT contact_id, list_id FROM memberships WHERE contact_id IN ({marks})",
+            contact_ids,
+        )
+    for contact_id, list_id in rows:
+        if contact_id in out:
+            out[contact_id].add(list_id)
+    return out
+
+
+def next_contact_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM contacts").fetchone()[0])
+
+
+def insert_contacts_many(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert contacts: (id, email, email_ascii, email_key, name, organization, language,
+    status, attributes_json, consent_source, consent_at, created_at, updated_at)."""
+    conn.executemany(
+        "INSERT INTO contacts (id, email, email_ascii, email_key, name, organization, language,"
+        " status, attributes, consent_source, consent_at, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def update_contacts_many(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Update contacts: (name, organization, language, attributes_json, updated_at, id)."""
+    conn.executemany(
+        "UPDATE contacts SET name = ?, organization = ?, language = ?, attributes = ?,"
+        " updated_at = ? WHERE id = ?",
+        rows,
+    )
+
+
+def set_status_many(
+    conn: sqlite3.Connection, rows: list[tuple[int, str, str]], now: datetime
+) -> int:
+    """Set (contact_id, old_status, new_status) transitions; return how many applied."""
+    stamp = to_db(now)
+    done = 0
+    for contact_id, old, new in rows:
+        cursor = conn.execute(
+            "UPDATE contacts SET status = ?, status_changed_at = ?, updated_at = ?"
+            " WHERE id = ? AND status = ?",
+            (new, stamp, stamp, contact_id, old),
+        )
+        done += cursor.rowcount
+    return done
+
+
+def add_memberships_many(conn: sqlite3.Connection, pairs: list[tuple[int, int]]) -> None:
+    """Add (list_id, contact_id) memberships, ignoring those that exist."""
+    conn.executemany("INSERT OR IGNORE INTO memberships (list_id, contact_id) VALUES (?, ?)", pairs)
+
+
+def update_contact(
+    conn: sqlite3.Connection,
+    contact_id: int,
+    *,
+    name: str,
+    organization: str,
+    language: str,
+    attributes: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    conn.execute(
+        "UPDATE contacts SET name = ?, organization = ?, language = ?, attributes = ?,"
+        " updated_at = ? WHERE id = ?",
+        (
+            name,
+            organization,
+            language,
+            json.dumps(dict(attributes), ensure_ascii=False, sort_keys=True),
+            to_db(now),
+            contact_id,
+        ),
+    )
+
+
+def transition_status(
+    conn: sqlite3.Connection, contact_id: int, old: str, new: str, now: datetime
+) -> bool:
+    """Move a contact from status `old` to `new`; False when it was not in `old`."""
+    stamp = to_db(now)
+    cursor = conn.execute(
+        "UPDATE contacts SET status = ?, status_changed_at = ?, updated_at = ?"
+        " WHERE id = ? AND status = ?",
+        (new, stamp, stamp, contact_id, old),
+    )
+    return cursor.rowcount == 1
+
+
+def select_contacts(
+    conn: sqlite3.Connection, where: str = "1", params: tuple[Any, ...] | list[Any] = ()
+) -> list[sqlite3.Row]:
+    """Contacts matching a compiled segment condition over alias `c`, by email_key."""
+    return conn.execute(
+        f"SELECT {_C_COLUMNS} FROM contacts c WHERE ({where}) ORDER BY c.email_key",
+        tuple(params),
+    ).fetchall()
+
+
+def lists_by_contact(conn: sqlite3.Connection, contact_ids: list[int]) -> dict[int, list[str]]:
+    """Sorted `KIND:SLUG` lists of each contact (every contact when the set is large)."""
+    out: dict[int, list[str]] = {cid: [] for cid in contact_ids}
+    if not contact_ids:
+        return out
+    sql = (
+        "SELECT m.contact_id, l.kind || ':' || l.slug FROM memberships m"
+        " JOIN lists l ON l.id = m.list_id"
+    )
+    if len(contact_ids) > 500:
+        rows = conn.execute(sql)
+    else:
+        marks = ",".join("?" * len(contact_ids))
+        rows = conn.execute(f"{sql} WHERE m.contact_id IN ({marks})", contact_ids)
+    for contact_id, ref in rows:
+        if contact_id in out:
+            out[contact_id].append(ref)
+    for refs in out.values():
+        refs.sort()
+    return out
+
+
+def delete_contact(conn: sqlite3.Connection, contact_id: int) -> bool:
+    """Delete a contact; memberships go with it (ON DELETE CASCADE)."""
+    conn.execute("DELETE FROM memberships WHERE contact_id = ?", (contact_id,))
+    cursor = conn.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
+    return cursor.rowcount == 1
+
+
+def count_contacts(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM contacts").fetchone()[0])
+
+
+# --- suppressions (forgotten addresses: a keyed hash only) --------------------------------
+
+
+def add_suppression(conn: sqlite3.Connection, hash_: str, reason: str, now: datetime) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
+        (hash_, reason, to_db(now)),
+    )
+
+
+def suppression_hashes(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT hash FROM suppressions")}
+
+
+def is_suppressed(conn: sqlite3.Connection, hashes: list[str]) -> bool:
+    if not hashes:
+        return False
+    marks = ",".join("?" * len(hashes))
+    row = conn.execute(f"SELECT 1 FROM suppressions WHERE hash IN ({marks})", hashes).fetchone()
+    return row is not None
+
+
+# --- status events ------------------------------------------------------------------------
+
+
+def record_status_event(
+    conn: sqlite3.Connection,
+    contact_id: int | None,
+    campaign_id: int | None,
+    action: str,
+    source: str,
+    now: datetime,
+) -> int:
+    """Record an unsubscribe or resubscribe (action) from a source ('cli', 'import', …)."""
+    cursor = conn.execute(
+        "INSERT INTO unsubscribe_events (contact_id, campaign_id, action, source, at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (contact_id, campaign_id, action, source, to_db(now)),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def record_status_events_many(
+    conn: sqlite3.Connection, rows: list[tuple[int, str, str]], now: datetime
+) -> None:
+    """Record (contact_id, action, source) events without a campaign."""
+    stamp = to_db(now)
+    conn.executemany(
+        "INSERT INTO unsubscribe_events (contact_id, campaign_id, action, source, at)"
+        " VALUES (?, NULL, ?, ?, ?)",
+        [(cid, action, source, stamp) for cid, action, source in rows],
+    )
+
+
+# --- lists --------------------------------------------------------------------------------
+
+
+def get_list(conn: sqlite3.Connection, kind: str, slug: str) -> sqlite3.Row | None:
+    return conn.execute(
+        "SELECT id, kind, slug, name FROM lists WHERE kind = ? AND slug = ?", (kind, slug)
+    ).fetchone()
+
+
+def all_list_ids(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    return {(r[0], r[1]): int(r[2]) for r in conn.execute("SELECT kind, slug, id FROM lists")}
+
+
+def list_names(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+    return {(r[0], r[1]): r[2] for r in conn.execute("SELECT kind, slug, name FROM lists")}
+
+
+def insert_lists_many(
+    conn: sqlite3.Connection, rows: list[tuple[str, str, str]], now: datetime
+) -> dict[tuple[str, str], int]:
+    """Create (kind, slug, name) lists that do not exist; return all list ids."""
+    stamp = to_db(now)
+    conn.executemany(
+        "INSERT OR IGNORE INTO lists (kind, slug, name, created_at) VALUES (?, ?, ?, ?)",
+        [(kind, slug, name, stamp) for kind, slug, name in rows],
+    )
+    return all_list_ids(conn)
+
+
+def rename_list(conn: sqlite3.Connection, list_id: int, name: str) -> None:
+    conn.execute("UPDATE lists SET name = ? WHERE id = ?", (name, list_id))
+
+
+def delete_list(conn: sqlite3.Connection, list_id: int) -> bool:
+    conn.execute("DELETE FROM memberships WHERE list_id = ?", (list_id,))
+    return conn.execute("DELETE FROM lists WHERE id = ?", (list_id,)).rowcount == 1
+
+
+def list_member_counts(conn: sqlite3.Connection, list_id: int) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(c.status = 'subscribed'), 0) FROM memberships m"
+        " JOIN contacts c ON c.id = m.contact_id WHERE m.list_id = ?",
+        (list_id,),
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def list_lists(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Every list with `members` and `subscribed` counts, by kind and slug."""
+    return conn.execute(
+        "SELECT l.kind, l.slug, l.name, count(c.id) AS members,"
+        " coalesce(sum(c.status = 'subscribed'), 0) AS subscribed"
+        " FROM lists l LEFT JOIN memberships m ON m.list_id = l.id"
+        " LEFT JOIN contacts c ON c.id = m.contact_id"
+        " GROUP BY l.id ORDER BY l.kind, l.slug"
+    ).fetchall()

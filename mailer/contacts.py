@@ -1,0 +1,334 @@
+"""Contacts: add, list, show, export, unsubscribe, resubscribe and forget."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any
+
+from mailer.addresses import ascii_form, clean_line, parse_address, suppression_hash
+from mailer.errors import ConflictError, InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from mailer.config import Config
+    from mailer.store import Store
+
+
+@dataclass(frozen=True)
+class ContactView:
+    """A contact as commands show it (the JSON shape of `contacts list/show`)."""
+
+    id: int
+    email: str
+    name: str
+    organization: str
+    language: str
+    status: str
+    lists: list[str] = field(default_factory=list)  # sorted KIND:SLUG
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "name": self.name,
+            "organization": self.organization,
+            "language": self.language,
+            "status": self.status,
+            "lists": list(self.lists),
+            "attributes": dict(self.attributes),
+        }
+
+
+def _view(row: sqlite3.Row, lists: list[str]) -> ContactView:
+    return ContactView(
+        id=int(row["id"]),
+        email=row["email"],
+        name=row["name"],
+        organization=row["organization"],
+        language=row["language"],
+        status=row["status"],
+        lists=lists,
+        attributes=json.loads(row["attributes"] or "{}"),
+    )
+
+
+def _check_language(language: str | None, config: Config) -> str | None:
+    from mailer.importer import parse_language
+
+    if language is None:
+        return None
+    try:
+        return parse_language(language)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _is_forgotten(conn: sqlite3.Connection, config: Config, key: str) -> bool:
+    from mailer.store import contacts as q
+
+    return q.is_suppressed(conn, [suppression_hash(s, key) for s in config.secrets()])
+
+
+def _find(conn: sqlite3.Connection, email: str) -> sqlite3.Row:
+    from mailer.store import contacts as q
+
+    address = parse_address(email)
+    row = q.get_contact_by_key(conn, address.key)
+    if row is None:
+        raise NotFoundError(f"no contact {address.email}")
+    return row
+
+
+# --- add ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddReport:
+    contact: ContactView
+    outcome: str  # 'added', 'updated' or 'unchanged'
+
+
+def add_contact(
+    store: Store,
+    config: Config,
+    email: str,
+    *,
+    name: str = "",
+    organization: str = "",
+    language: str | None = None,
+    lists: Sequence[str] = (),
+    now: datetime,
+    consent_source: str = "cli",
+) -> AddReport:
+    """Add a contact (or add an existing subscribed one to more lists and fill in fields).
+
+    Refuses (InputError) an invalid address or language, an unknown list kind, and an
+    address that unsubscribed, bounced or was forgotten.
+    """
+    from mailer.lists import parse_list_ref
+    from mailer.store import contacts as q
+
+    address = parse_address(email)
+    name = clean_line(name) or address.display_name
+    organization = clean_line(organization)
+    lang = _check_language(language, config)
+    refs = [parse_list_ref(text, config.list_kinds) for text in lists]
+    with store.transaction() as conn:
+        row = q.get_contact_by_key(conn, address.key)
+        if row is None:
+            if _is_forgotten(conn, config, address.key):
+                raise ConflictError(f"{address.email} was forgotten and cannot be added again")
+            contact_id = q.insert_contact(
+                conn,
+                email=address.email,
+                email_ascii=ascii_form(address),
+                email_key=address.key,
+                name=name,
+                organization=organization,
+                language=lang or config.defaults.language,
+                attributes={},
+                consent_source=consent_source,
+                now=now,
+            )
+            outcome = "added"
+        else:
+            contact_id = int(row["id"])
+            if row["status"] != "subscribed":
+                raise ConflictError(
+                    f"{row['email']} is {row['status']}; only `mailer contacts resubscribe`"
+                    " subscribes it again"
+                )
+            new = (
+                name or row["name"],
+                organization or row["organization"],
+                lang or row["language"],
+            )
+            outcome = "unchanged"
+            if new != (row["name"], row["organization"], row["language"]):
+                q.update_contact(
+                    conn,
+                    contact_id,
+                    name=new[0],
+                    organization=new[1],
+                    language=new[2],
+                    attributes=json.loads(row["attributes"] or "{}"),
+                    now=now,
+                )
+                outcome = "updated"
+        for ref in refs:
+            list_id = q.ensure_list(conn, ref.kind, ref.slug, ref.name, now)
+            if q.add_membership(conn, list_id, contact_id) and outcome == "unchanged":
+                outcome = "updated"
+        view = _view(q.get_contact(conn, contact_id), q.contact_lists(conn, contact_id))
+    return AddReport(view, outcome)
+
+
+# --- list, show, export -------------------------------------------------------------------
+
+
+def list_contacts(store: Store, config: Config, segment: str | None = None) -> list[ContactView]:
+    """Contacts (any status) matching `segment` (all when None), by address."""
+    from mailer.segments import compile_segment
+    from mailer.store import contacts as q
+
+    conn = store.conn
+    where, params = "1", ()
+    if segment is not None:
+        compiled = compile_segment(conn, segment, config.list_kinds)
+        where, params = compiled.where, compiled.params
+    rows = q.select_contacts(conn, where, params)
+    lists = q.lists_by_contact(conn, [int(r["id"]) for r in rows])
+    return [_view(r, lists[int(r["id"])]) for r in rows]
+
+
+def show_contact(store: Store, email: str) -> ContactView:
+    """One contact by address (in any case or Unicode form)."""
+    from mailer.store import contacts as q
+
+    row = _find(store.conn, email)
+    return _view(row, q.contact_lists(store.conn, int(row["id"])))
+
+
+EXPORT_FIELDS = ("email", "name", "organization", "language", "status")
+
+
+def export_contacts(store: Store, config: Config, out: IO[str], segment: str | None = None) -> int:
+    """Write contacts as CSV that `contacts import` reads back unchanged; return the count.
+
+    Columns: email, name, organization, language, status, one per list kind (names joined
+    by `|`), then one per attribute key.
+    """
+    from mailer.lists import slugify
+    from mailer.store import contacts as q
+
+    contacts = list_contacts(store, config, segment)
+    names = q.list_names(store.conn)
+    kinds = list(config.list_kinds)
+    for view in contacts:  # lists of a kind no longer configured still go out
+        for ref in view.lists:
+            kind = ref.split(":", 1)[0]
+            if kind not in kinds:
+                kinds.append(kind)
+    keys = sorted({key for view in contacts for key in view.attributes})
+
+    def cell_name(kind: str, slug: str) -> str:
+        # The display name when it slugifies back to the same list, else the slug itself.
+        name = names.get((kind, slug), slug)
+        if "|" not in name and name == clean_line(name) and slugify(name) == slug:
+            return name
+        return slug
+
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([*EXPORT_FIELDS, *kinds, *keys])
+    for view in contacts:
+        per_kind: dict[str, list[str]] = {kind: [] for kind in kinds}
+        for ref in view.lists:
+            kind, slug = ref.split(":", 1)
+            per_kind[kind].append(cell_name(kind, slug))
+        writer.writerow(
+            [
+                view.email,
+                view.name,
+                view.organization,
+                view.language,
+                view.status,
+                *("|".join(per_kind[kind]) for kind in kinds),
+                *(_attribute_cell(view.attributes.get(key)) for key in keys),
+            ]
+        )
+    return len(contacts)
+
+
+def _attribute_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+# --- status changes and forgetting --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    email: str
+    old: str
+    new: str
+    changed: bool
+
+
+def unsubscribe(
+    store: Store,
+    email: str,
+    *,
+    now: datetime,
+    source: str = "cli",
+    campaign_id: int | None = None,
+) -> StatusChange:
+    """Mark a contact unsubscribed and record the event (no change when it already is)."""
+    return _change_status(store, email, "unsubscribe", now, source, campaign_id)
+
+
+def resubscribe(
+    store: Store,
+    email: str,
+    *,
+    now: datetime,
+    source: str = "cli",
+    campaign_id: int | None = None,
+) -> StatusChange:
+    """Subscribe an unsubscribed or bounced contact again and record the event."""
+    return _change_status(store, email, "resubscribe", now, source, campaign_id)
+
+
+def _change_status(
+    store: Store,
+    email: str,
+    action: str,
+    now: datetime,
+    source: str,
+    campaign_id: int | None,
+) -> StatusChange:
+    from mailer.store import contacts as q
+
+    target = "unsubscribed" if action == "unsubscribe" else "subscribed"
+    with store.transaction() as conn:
+        row = _find(conn, email)
+        old = row["status"]
+        if old == target:
+            return StatusChange(row["email"], old, target, False)
+        if not q.transition_status(conn, int(row["id"]), old, target, now):
+            raise ConflictError(f"{row['email']} changed status meanwhile; try again")
+        q.record_status_event(conn, int(row["id"]), campaign_id, action, source, now)
+        return StatusChange(row["email"], old, target, True)
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    email: str
+    lists: int  # memberships removed
+
+
+def forget(store: Store, config: Config, email: str, *, now: datetime) -> ForgetReport:
+    """Erase a contact and its memberships; keep only a keyed hash that refuses it later."""
+    from mailer.store import contacts as q
+
+    secret = config.secret()
+    with store.transaction() as conn:
+        row = _find(conn, email)
+        contact_id = int(row["id"])
+        lists = len(q.contact_lists(conn, contact_id))
+        q.add_suppression(conn, suppression_hash(secret, row["email_key"]), "forgotten", now)
+        if not q.delete_contact(conn, contact_id):
+            raise ConflictError(f"{row['email']} changed meanwhile; try again")
+        return ForgetReport(row["email"], lists)
+
+
+def views_to_rows(views: Iterable[ContactView]) -> list[dict[str, Any]]:
+    """Rows for a table or CSV listing."""
+    return [view.to_json() for view in views]

@@ -1,0 +1,586 @@
+"""Import contacts from a spreadsheet's CSV export, in one transaction.
+
+Reads UTF-8 (with or without BOM), UTF-16 with BOM, or cp1252; `,` `;` or tab delimited;
+headers in Finnish, Swedish or English. Every non-empty row ends in exactly one of: added,
+updated, unchanged, invalid, duplicate (of an earlier row in the file) or suppressed (an
+unsubscribed, bounced or forgotten address, which an import never re-subscribes).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mailer.addresses import ascii_form, clean_line, parse_address, suppression_hash
+from mailer.config import LANGUAGES
+from mailer.errors import AddressError, FileInputError, InputError, MailerError
+from mailer.lists import ListRef, parse_list_ref, slugify
+from mailer.store.contacts import CONTACT_STATUSES
+
+if TYPE_CHECKING:
+    from mailer.config import Config
+    from mailer.store import Store
+
+FIELDS = ("email", "name", "organization", "language", "status")
+
+# Header aliases, compared case-insensitively with spaces, '-', '_' and '.' removed.
+_FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "email": (
+        "sähköposti",
+        "sahkoposti",
+        "sähköpostiosoite",
+        "sposti",
+        "epost",
+        "epostadress",
+        "email",
+        "mail",
+        "emailaddress",
+    ),
+    "name": ("nimi", "namn", "name", "fullname", "kokonimi"),
+    "organization": ("organisaatio", "organisation", "organization", "org"),
+    "language": ("kieli", "språk", "sprak", "language", "lang"),
+    "status": ("tila", "status"),
+}
+_KIND_ALIASES: dict[str, tuple[str, ...]] = {
+    "cluster": ("klusteri", "klusterit", "kluster", "klustrar", "cluster", "clusters"),
+    "municipality": ("kunta", "kunnat", "kommun", "kommuner", "municipality", "municipalities"),
+    "company": ("yritys", "yritykset", "företag", "company", "companies"),
+}
+_LANGUAGE_ALIASES = {
+    "suomi": "fi",
+    "finnish": "fi",
+    "fin": "fi",
+    "english": "en",
+    "englanti": "en",
+    "eng": "en",
+    "svenska": "sv",
+    "ruotsi": "sv",
+    "swedish": "sv",
+    "swe": "sv",
+    "sámi": "se",
+    "sami": "se",
+    "saame": "se",
+    "davvisámegiella": "se",
+    "sme": "se",
+}
+_BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_HEADER_NOISE = re.compile(r"[\s\-_.]+")
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    row: int  # spreadsheet row number; the header is row 1
+    outcome: str  # 'invalid', 'duplicate' or 'suppressed'
+    email: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    path: str
+    encoding: str
+    delimiter: str
+    rows: int = 0  # non-empty data rows
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    invalid: int = 0
+    duplicate: int = 0
+    suppressed: int = 0
+    lists_created: list[str] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)
+    dry_run: bool = False
+    written: bool = False
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.added} added",
+            f"{self.updated} updated",
+            f"{self.unchanged} unchanged",
+            f"{self.invalid} invalid",
+            f"{self.duplicate} duplicate",
+            f"{self.suppressed} suppressed",
+        ]
+        prefix = "Dry run, nothing written: " if self.dry_run else ""
+        return f"{prefix}{self.rows} rows: " + ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "rows": self.rows,
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "invalid": self.invalid,
+            "duplicate": self.duplicate,
+            "suppressed": self.suppressed,
+            "lists_created": self.lists_created,
+            "problems": [p.__dict__ for p in self.problems],
+            "dry_run": self.dry_run,
+        }
+
+
+class StrictImportError(InputError):
+    """`--strict` and some rows are invalid: nothing was written."""
+
+    def __init__(self, report: ImportReport) -> None:
+        super().__init__(
+            f"{report.invalid} invalid row(s); nothing written (--strict)", where=report.path
+        )
+        self.report = report
+
+
+# --- reading the file ---------------------------------------------------------------------
+
+
+def decode(data: bytes, where: str) -> tuple[str, str]:
+    """Return (text, encoding): UTF-8 with or without BOM, UTF-16 with BOM, else cp1252."""
+    if data.startswith(codecs.BOM_UTF8):
+        candidates = ["utf-8-sig"]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates = ["utf-16"]
+    else:
+        candidates = ["utf-8", "cp1252"]
+    for encoding in candidates:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        break
+    else:
+        raise FileInputError("not a text file in UTF-8 or cp1252", where=where)
+    text = text.rstrip("\x1a")  # a DOS end-of-file mark
+    bad = _BINARY.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise FileInputError(
+            f"binary data (character {ord(bad.group()):#04x}), not a CSV file",
+            where=f"{where}:{line}",
+        )
+    return text, encoding
+
+
+def sniff_delimiter(text: str) -> str:
+    """Pick `;`, tab or `,` by counting them in the header line, outside quotes."""
+    counts = {";": 0, "\t": 0, ",": 0}
+    quoted = False
+    started = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted:
+            if ch in "\r\n":
+                if started:
+                    break
+                continue
+            if ch in counts:
+                counts[ch] += 1
+            if not ch.isspace():
+                started = True
+    best = max(counts.values())
+    if best == 0:
+        return ","
+    for delimiter in (";", "\t", ","):  # Finnish Excel's `;` wins a tie
+        if counts[delimiter] == best:
+            return delimiter
+    return ","  # pragma: no cover
+
+
+def _norm_header(text: str) -> str:
+    return _HEADER_NOISE.sub("", text.casefold())
+
+
+@dataclass(frozen=True)
+class Columns:
+    fields: dict[str, int]  # field name -> column index
+    kinds: dict[int, str]  # column index -> list kind
+    attributes: dict[int, str]  # column index -> attribute key (the header as written)
+    width: int
+
+
+def map_columns(header: Sequence[str], kinds: Sequence[str], where: str) -> Columns:
+    """Recognise the header's columns; the rest become attributes."""
+    aliases: dict[str, tuple[str, str]] = {}
+    for name, words in _FIELD_ALIASES.items():
+        for word in words:
+            aliases[_norm_header(word)] = ("field", name)
+    for kind in kinds:
+        for word in (*_KIND_ALIASES.get(kind, ()), kind, kind + "s"):
+            aliases.setdefault(_norm_header(word), ("kind", kind))
+    fields: dict[str, int] = {}
+    kind_columns: dict[int, str] = {}
+    seen_kinds: dict[str, int] = {}
+    attributes: dict[int, str] = {}
+    seen_attributes: dict[str, int] = {}
+    for index, raw in enumerate(header):
+        title = clean_line(raw)
+        if not title:
+            continue  # an unnamed column (Excel's trailing ones) is ignored
+        what = aliases.get(_norm_header(title))
+        if what and what[0] == "field":
+            if what[1] in fields:
+                raise FileInputError(
+                    f"columns {fields[what[1]] + 1} and {index + 1} are both {what[1]}",
+                    where=f"{where}:1",
+                )
+            fields[what[1]] = index
+        elif what:
+            if what[1] in seen_kinds:
+                raise FileInputError(
+                    f"columns {seen_kinds[what[1]] + 1} and {index + 1} are both {what[1]}",
+                    where=f"{where}:1",
+                )
+            seen_kinds[what[1]] = index
+            kind_columns[index] = what[1]
+        else:
+            if title in seen_attributes:
+                raise FileInputError(f"column {title!r} appears twice", where=f"{where}:1")
+            seen_attributes[title] = index
+            attributes[index] = title
+    if "email" not in fields:
+        shown = ", ".join(repr(clean_line(h)) for h in header[:8])
+        raise FileInputError(
+            "no e-mail column (a header sähköposti, e-post or email); the header is " + shown,
+            where=f"{where}:1",
+        )
+    return Columns(fields, kind_columns, attributes, len(header))
+
+
+def read_rows(path: Path) -> tuple[str, str, list[list[str]]]:
+    """Read `path` as CSV: (encoding, delimiter, records). Records include blank ones."""
+    where = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileInputError("no such file", where=where) from None
+    except IsADirectoryError:
+        raise FileInputError("is a folder, not a CSV file", where=where) from None
+    except OSError as exc:
+        raise FileInputError(f"cannot read: {exc.strerror}", where=where) from None
+    if not data.strip():
+        raise FileInputError("empty file; expected a header row", where=where)
+    text, encoding = decode(data, where)
+    delimiter = sniff_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    records: list[list[str]] = []
+    try:
+        for record in reader:
+            records.append(record)
+    except csv.Error as exc:
+        raise FileInputError(f"broken CSV: {exc}", where=f"{where}:{reader.line_num}") from None
+    return encoding, delimiter, records
+
+
+# --- one row ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    number: int
+    email: str
+    email_ascii: str
+    key: str
+    name: str
+    organization: str
+    language: str | None
+    status: str | None
+    lists: dict[tuple[str, str], str]  # (kind, slug) -> display name
+    attributes: dict[str, str]
+
+
+class _Invalid(Exception):
+    def __init__(self, email: str, reason: str) -> None:
+        self.email = email
+        self.reason = reason
+
+
+def parse_language(text: str) -> str | None:
+    """Return fi/en/sv/se for `text` ('' → None); raise ValueError when unknown."""
+    value = text.strip().lower()
+    if not value:
+        return None
+    if value in LANGUAGES:
+        return value
+    if value in _LANGUAGE_ALIASES:
+        return _LANGUAGE_ALIASES[value]
+    raise ValueError(f"language {text.strip()!r} is not one of {', '.join(LANGUAGES)}")
+
+
+def _parse_row(
+    number: int,
+    record: list[str],
+    columns: Columns,
+    extra_lists: Sequence[ListRef],
+) -> _Row:
+    cells = [clean_line(cell) if cell else "" for cell in record]
+    raw_email = cells[columns.fields["email"]] if columns.fields["email"] < len(cells) else ""
+    if len(cells) > columns.width and any(cells[columns.width :]):
+        raise _Invalid(raw_email, f"{len(cells)} cells but the header has {columns.width}")
+
+    def cell(name: str) -> str:
+        index = columns.fields.get(name)
+        return cells[index] if index is not None and index < len(cells) else ""
+
+    if not raw_email:
+        raise _Invalid("", "no e-mail address")
+    try:
+        address = parse_address(raw_email)
+    except AddressError as exc:
+        raise _Invalid(raw_email, getattr(exc, "reason", exc.message)) from None
+    try:
+        language = parse_language(cell("language"))
+    except ValueError as exc:
+        raise _Invalid(address.email, str(exc)) from None
+    status = cell("status").lower() or None
+    if status is not None and status not in CONTACT_STATUSES:
+        raise _Invalid(
+            address.email, f"status {status!r} is not one of {', '.join(CONTACT_STATUSES)}"
+        )
+    lists: dict[tuple[str, str], str] = {}
+    for index, kind in columns.kinds.items():
+        if index >= len(cells) or not cells[index]:
+            continue
+        for part in cells[index].split("|"):
+            display = part.strip()
+            if not display:
+                continue
+            slug = slugify(display)
+            if not slug:
+                raise _Invalid(address.email, f"list name {display!r} has no letters or digits")
+            lists.setdefault((kind, slug), display)
+    for ref in extra_lists:
+        lists.setdefault((ref.kind, ref.slug), ref.name)
+    attributes = {
+        key: cells[index]
+        for index, key in columns.attributes.items()
+        if index < len(cells) and cells[index]
+    }
+    return _Row(
+        number=number,
+        email=address.email,
+        email_ascii=ascii_form(address),
+        key=address.key,
+        name=cell("name") or address.display_name,
+        organization=cell("organization"),
+        language=language,
+        status=status,
+        lists=lists,
+        attributes=attributes,
+    )
+
+
+# --- the import ---------------------------------------------------------------------------
+
+
+def import_contacts(
+    store: Store,
+    config: Config,
+    path: str | Path,
+    *,
+    lists: Iterable[str] = (),
+    strict: bool = False,
+    dry_run: bool = False,
+    now: datetime,
+    secrets: Sequence[bytes] | None = None,
+) -> ImportReport:
+    """Import the CSV file at `path` in one transaction and return what happened per row.
+
+    `lists` are `KIND:SLUG` lists every imported row joins. With `strict`, any invalid row
+    raises StrictImportError and nothing is written; with `dry_run`, nothing is written.
+    """
+    path = Path(path)
+    kinds = config.list_kinds
+    extra = [parse_list_ref(text, kinds) for text in lists]
+    encoding, delimiter, records = read_rows(path)
+    report = ImportReport(str(path), encoding, delimiter, dry_run=dry_run)
+
+    # The header is the first non-blank record; blank rows count as spreadsheet rows.
+    start = next((i for i, r in enumerate(records) if any(c.strip() for c in r)), None)
+    if start is None:
+        raise FileInputError("no header row", where=str(path))
+    columns = map_columns(records[start], kinds, str(path))
+
+    parsed: dict[str, _Row] = {}
+    for offset, record in enumerate(records[start + 1 :], start=start + 2):
+        if not any(c.strip() for c in record):
+            continue
+        report.rows += 1
+        try:
+            row = _parse_row(offset, record, columns, extra)
+        except _Invalid as bad:
+            report.invalid += 1
+            report.problems.append(RowProblem(offset, "invalid", bad.email, bad.reason))
+            continue
+        first = parsed.get(row.key)
+        if first is not None:
+            for ref, display in row.lists.items():
+                first.lists.setdefault(ref, display)
+            report.duplicate += 1
+            report.problems.append(
+                RowProblem(offset, "duplicate", row.email, f"same address as row {first.number}")
+            )
+            continue
+        parsed[row.key] = row
+
+    if strict and report.invalid:
+        raise StrictImportError(report)
+
+    if secrets is None:
+        secrets = config.secrets()
+    try:
+        with store.transaction() as conn:
+            _plan_and_apply(conn, config, path, report, parsed, secrets, now, dry_run)
+    except sqlite3.Error as exc:
+        raise MailerError(f"database error, nothing imported: {exc}", where=str(path)) from None
+    report.problems.sort(key=lambda p: p.row)
+    return report
+
+
+def _plan_and_apply(
+    conn: sqlite3.Connection,
+    config: Config,
+    path: Path,
+    report: ImportReport,
+    parsed: dict[str, _Row],
+    secrets: Sequence[bytes],
+    now: datetime,
+    dry_run: bool,
+) -> None:
+    from mailer.store import contacts as q
+    from mailer.timeutil import to_db
+
+    existing = q.all_contacts_by_key(conn)
+    suppressed = q.suppression_hashes(conn)
+    list_ids = q.all_list_ids(conn)
+    known_ids = [int(existing[k]["id"]) for k in parsed if k in existing]
+    current = q.memberships_of(conn, known_ids)
+    ref_of = {list_id: ref for ref, list_id in list_ids.items()}
+
+    stamp = to_db(now)
+    default_language = config.defaults.language
+    consent = f"import:{path.name}"
+    next_id = q.next_contact_id(conn)
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    transitions: list[tuple[int, str, str]] = []
+    events: list[tuple[int, str, str]] = []
+    wanted: list[tuple[tuple[str, str], int]] = []  # ((kind, slug), contact_id)
+    new_lists: dict[tuple[str, str], str] = {}
+
+    for key, row in parsed.items():
+        old = existing.get(key)
+        if old is None:
+            if suppressed and any(suppression_hash(s, key) in suppressed for s in secrets):
+                report.suppressed += 1
+                report.problems.append(
+                    RowProblem(row.number, "suppressed", row.email, "forgotten address")
+                )
+                continue
+            contact_id = next_id
+            next_id += 1
+            inserts.append(
+                (
+                    contact_id,
+                    row.email,
+                    row.email_ascii,
+                    key,
+                    row.name,
+                    row.organization,
+                    row.language or default_language,
+                    row.status or "subscribed",
+                    json.dumps(row.attributes, ensure_ascii=False, sort_keys=True),
+                    consent,
+                    stamp,
+                    stamp,
+                    stamp,
+                )
+            )
+            report.added += 1
+            for ref, display in row.lists.items():
+                if ref not in list_ids:
+                    new_lists.setdefault(ref, display)
+                wanted.append((ref, contact_id))
+            continue
+
+        contact_id = int(old["id"])
+        old_status = old["status"]
+        if old_status != "subscribed" and row.status in (None, "subscribed"):
+            report.suppressed += 1
+            report.problems.append(
+                RowProblem(row.number, "suppressed", row.email, f"{old_status}; not re-subscribed")
+            )
+            continue
+        name = row.name or old["name"]
+        organization = row.organization or old["organization"]
+        language = row.language or old["language"]
+        old_attributes = json.loads(old["attributes"] or "{}")
+        attributes = {**old_attributes, **row.attributes}
+        have = {ref_of[i] for i in current.get(contact_id, ())}
+        missing = [ref for ref in row.lists if ref not in have]
+        changed = bool(missing)
+        if (name, organization, language, attributes) != (
+            old["name"],
+            old["organization"],
+            old["language"],
+            old_attributes,
+        ):
+            changed = True
+            updates.append(
+                (
+                    name,
+                    organization,
+                    language,
+                    json.dumps(attributes, ensure_ascii=False, sort_keys=True),
+                    stamp,
+                    contact_id,
+                )
+            )
+        if row.status is not None and row.status != old_status:
+            changed = True
+            transitions.append((contact_id, old_status, row.status))
+            if old_status == "subscribed" and row.status == "unsubscribed":
+                events.append((contact_id, "unsubscribe", "import"))
+        for ref in missing:
+            if ref not in list_ids:
+                new_lists.setdefault(ref, row.lists[ref])
+            wanted.append((ref, contact_id))
+        if changed:
+            report.updated += 1
+        else:
+            report.unchanged += 1
+
+    report.lists_created = sorted(f"{kind}:{slug}" for kind, slug in new_lists)
+    if dry_run:
+        return
+    if new_lists:
+        list_ids = q.insert_lists_many(
+            conn, [(kind, slug, name) for (kind, slug), name in new_lists.items()], now
+        )
+    q.insert_contacts_many(conn, inserts)
+    q.update_contacts_many(conn, updates)
+    if transitions and q.set_status_many(conn, transitions, now) != len(transitions):
+        raise MailerError("contacts changed during the import; nothing imported; run it again")
+    q.record_status_events_many(conn, events, now)
+    q.add_memberships_many(conn, [(list_ids[ref], cid) for ref, cid in wanted])
+    report.written = True
+
+
+def write_report(report: ImportReport, target: str | Path) -> None:
+    """Write the invalid, duplicate and suppressed rows as CSV (row, outcome, email, reason)."""
+    try:
+        with open(target, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["row", "outcome", "email", "reason"])
+            for problem in report.problems:
+                writer.writerow([problem.row, problem.outcome, problem.email, problem.reason])
+    except OSError as exc:
+        raise FileInputError(f"cannot write report: {exc.strerror}", where=str(target)) from None

@@ -1,0 +1,144 @@
+"""Lists of one kind (`KIND:SLUG`): slugs, references, and the `lists` commands' core."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from mailer.errors import ConflictError, InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from mailer.store import Store
+
+# Letters a decomposition does not reduce to ASCII (Northern Sami and neighbours).
+_FOLD = str.maketrans(
+    {"ä": "a", "ö": "o", "å": "a", "đ": "d", "ŋ": "n", "ŧ": "t", "ß": "ss", "æ": "ae", "ø": "o"}
+)
+
+
+@lru_cache(maxsize=4096)
+def slugify(name: str) -> str:
+    """Make a list slug: lower case, ä→a ö→o å→a, other non-alphanumeric runs → '-'.
+
+    "Arctic Power" → "arctic-power"; "Sodankylä" → "sodankyla"; "Anár" → "anar".
+    """
+    text = name.lower().translate(_FOLD)
+    # Strip the accents a decomposition separates (á→a, č→c, š→s, ž→z).
+    text = "".join(
+        ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
+    )
+    out: list[str] = []
+    dash = False
+    for ch in text:
+        if ch.isalnum():
+            if dash and out:
+                out.append("-")
+            out.append(ch)
+            dash = False
+        else:
+            dash = True
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class ListRef:
+    kind: str
+    slug: str
+    name: str  # display name: as written, or the slug
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.slug}"
+
+
+def parse_list_ref(text: str, kinds: Sequence[str]) -> ListRef:
+    """Parse `KIND:NAME` (NAME is slugified, its text kept as the display name)."""
+    kind, sep, name = text.strip().partition(":")
+    kind = kind.strip().lower()
+    if not sep or not kind:
+        raise InputError(f"{text!r} is not KIND:SLUG (e.g. cluster:arctic-power)")
+    if kind not in kinds:
+        raise InputError(f"unknown list kind {kind!r} in {text!r} (kinds: {', '.join(kinds)})")
+    name = " ".join(name.split())
+    slug = slugify(name)
+    if not slug:
+        raise InputError(f"{text!r} has no list name (letters or digits after the colon)")
+    return ListRef(kind, slug, name)
+
+
+@dataclass(frozen=True)
+class ListInfo:
+    kind: str
+    slug: str
+    name: str
+    members: int  # all contacts in the list
+    subscribed: int  # of them, subscribed
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.slug}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "list": self.ref,
+            "kind": self.kind,
+            "slug": self.slug,
+            "name": self.name,
+            "members": self.members,
+            "subscribed": self.subscribed,
+        }
+
+
+def all_lists(store: Store, kinds: Sequence[str] | None = None) -> list[ListInfo]:
+    """Return every list with its member counts, by kind then slug."""
+    from mailer.store import contacts as q
+
+    return [
+        ListInfo(r["kind"], r["slug"], r["name"], r["members"], r["subscribed"])
+        for r in q.list_lists(store.conn)
+    ]
+
+
+@dataclass(frozen=True)
+class ListChange:
+    ref: str
+    name: str
+    created: bool
+    renamed: bool = False
+
+
+def add_list(
+    store: Store, kinds: Sequence[str], text: str, name: str | None, now: datetime
+) -> ListChange:
+    """Create list KIND:SLUG (or rename it when it exists and a new name is given)."""
+    from mailer.store import contacts as q
+
+    ref = parse_list_ref(text, kinds)
+    display = " ".join((name or "").split()) or ref.name
+    with store.transaction() as conn:
+        row = q.get_list(conn, ref.kind, ref.slug)
+        if row is None:
+            q.ensure_list(conn, ref.kind, ref.slug, display, now)
+            return ListChange(str(ref), display, created=True)
+        if name and display != row["name"]:
+            q.rename_list(conn, int(row["id"]), display)
+            return ListChange(str(ref), display, created=False, renamed=True)
+        return ListChange(str(ref), row["name"], created=False)
+
+
+def remove_list(store: Store, kinds: Sequence[str], text: str) -> ListInfo:
+    """Delete list KIND:SLUG and its memberships (the contacts stay)."""
+    from mailer.store import contacts as q
+
+    ref = parse_list_ref(text, kinds)
+    with store.transaction() as conn:
+        row = q.get_list(conn, ref.kind, ref.slug)
+        if row is None:
+            raise NotFoundError(f"no list {ref}")
+        members, subscribed = q.list_member_counts(conn, int(row["id"]))
+        if not q.delete_list(conn, int(row["id"])):
+            raise ConflictError(f"list {ref} changed while removing it")
+        return ListInfo(ref.kind, ref.slug, row["name"], members, subscribed)

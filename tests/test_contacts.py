@@ -1,0 +1,202 @@
+"""`mailer contacts add/list/show/unsubscribe/resubscribe/forget` and the core behind them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from tests.contacts_helpers import assert_one_line_error, rows_of, snapshot
+
+
+def db(workspace):
+    return workspace.path / "mailer.db"
+
+
+def show(workspace, email):
+    res = workspace.cli("contacts", "show", email, "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_add_then_show_in_json(workspace):
+    res = workspace.cli(
+        "contacts",
+        "add",
+        "  Aino.Aikio@EXAMPLE.org ",
+        "--name",
+        "Aino Aikio",
+        "--org",
+        "Inarin kunta",
+        "--lang",
+        "se",
+        "--list",
+        "municipality:Inari",
+        "--list",
+        "cluster:arctic-power",
+    )
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.strip() == "Added Aino.Aikio@example.org"
+    assert show(workspace, "aino.aikio@example.ORG") == {
+        "email": "Aino.Aikio@example.org",
+        "name": "Aino Aikio",
+        "organization": "Inarin kunta",
+        "language": "se",
+        "status": "subscribed",
+        "lists": ["cluster:arctic-power", "municipality:inari"],
+        "attributes": {},
+    }
+
+
+def test_add_uses_the_name_of_a_name_address_form_and_the_default_language(workspace):
+    assert workspace.cli("contacts", "add", "Niilas Somby <niilas@example.net>").exit_code == 0
+    niilas = show(workspace, "niilas@example.net")
+    assert (niilas["name"], niilas["language"]) == ("Niilas Somby", "fi")
+
+
+def test_a_line_break_in_a_name_is_stored_as_a_space(workspace):
+    workspace.cli("contacts", "add", "a@example.com", "--name", "Evil\r\nBcc: x@example.org")
+    assert show(workspace, "a@example.com")["name"] == "Evil Bcc: x@example.org"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["not-an-address"], "@-sign"),
+        (["a@example.com", "--lang", "de"], "language 'de'"),
+        (["a@example.com", "--list", "club:x"], "unknown list kind"),
+        (["a@example.com", "--list", "cluster"], "KIND:SLUG"),
+        (["a@exa mple.com"], "a@exa mple.com"),
+    ],
+)
+def test_bad_add_exits_2_with_one_line_and_changes_nothing(workspace, args, fragment):
+    before = snapshot(db(workspace))
+    res = workspace.cli("contacts", "add", *args)
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, fragment)
+    assert snapshot(db(workspace)) == before
+
+
+def test_adding_an_existing_contact_adds_lists_and_fields(workspace):
+    workspace.cli("contacts", "add", "a@example.com")
+    res = workspace.cli(
+        "contacts", "add", "A@example.com", "--name", "A", "--list", "municipality:kemi"
+    )
+    assert res.stdout.strip() == "Updated a@example.com"
+    res = workspace.cli("contacts", "add", "a@example.com", "--list", "municipality:kemi")
+    assert res.stdout.strip() == "Unchanged a@example.com"
+    assert show(workspace, "a@example.com")["lists"] == ["municipality:kemi"]
+
+
+def test_list_formats_and_segment(workspace):
+    workspace.cli(
+        "contacts", "add", "b@example.com", "--name", "Bo, Jr.", "--list", "municipality:kemi"
+    )
+    workspace.cli("contacts", "add", "a@example.com", "--lang", "sv")
+    res = workspace.cli("contacts", "list")
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["email", "name", "organization", "language", "status", "lists"]
+    assert [line.split()[0] for line in lines[1:]] == ["a@example.com", "b@example.com"]
+    rows = list(csv.DictReader(io.StringIO(workspace.cli("contacts", "list", "-f", "csv").stdout)))
+    assert rows[1]["name"] == "Bo, Jr." and rows[1]["lists"] == "municipality:kemi"
+    data = json.loads(
+        workspace.cli("contacts", "list", "--format", "json", "--segment", "lang:sv").stdout
+    )
+    assert [c["email"] for c in data] == ["a@example.com"]
+    assert set(data[0]) == {
+        "email",
+        "name",
+        "organization",
+        "language",
+        "status",
+        "lists",
+        "attributes",
+    }
+    res = workspace.cli("contacts", "list", "--format", "xml")
+    assert res.exit_code == 2
+    res = workspace.cli("contacts", "list", "--segment", "municipality:kemi and")
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, "position")
+
+
+def test_show_unknown_contact_is_exit_2(workspace):
+    res = workspace.cli("contacts", "show", "nobody@example.com")
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, "no contact nobody@example.com")
+
+
+def test_unsubscribe_and_resubscribe_record_events_and_change_the_count(workspace):
+    workspace.cli("contacts", "add", "a@example.com", "--list", "municipality:kemi")
+    assert workspace.cli("segments", "count", "municipality:kemi").stdout.strip() == "1"
+    res = workspace.cli("contacts", "unsubscribe", "A@example.com")
+    assert res.exit_code == 0 and "Unsubscribed a@example.com" in res.stdout
+    assert workspace.cli("segments", "count", "municipality:kemi").stdout.strip() == "0"
+    assert "already" in workspace.cli("contacts", "unsubscribe", "a@example.com").stdout
+    assert show(workspace, "a@example.com")["status"] == "unsubscribed"
+    assert workspace.cli("contacts", "resubscribe", "a@example.com").exit_code == 0
+    assert workspace.cli("segments", "count", "municipality:kemi").stdout.strip() == "1"
+    events = rows_of(
+        db(workspace), "SELECT action, source, campaign_id FROM unsubscribe_events ORDER BY id"
+    )
+    assert events == [("unsubscribe", "cli", None), ("resubscribe", "cli", None)]
+    # A contact that unsubscribed is not re-subscribed by `contacts add`.
+    workspace.cli("contacts", "unsubscribe", "a@example.com")
+    res = workspace.cli("contacts", "add", "a@example.com", "--list", "cluster:x")
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, "unsubscribed")
+
+
+def test_forget_erases_the_person_and_refuses_them_again_in_any_form(workspace, tmp_path):
+    workspace.cli(
+        "contacts",
+        "add",
+        "Äimä.Kärki@example.com",
+        "--name",
+        "Äimä Kärki",
+        "--list",
+        "municipality:salla",
+    )
+    workspace.cli("contacts", "unsubscribe", "Äimä.Kärki@example.com")
+    res = workspace.cli("contacts", "forget", "äimä.kärki@EXAMPLE.com")
+    assert res.exit_code == 0, res.stderr
+    assert "Forgot" in res.stdout
+    # No trace of the address or the name anywhere in the database file's tables.
+    dump = json.dumps(snapshot(db(workspace)), ensure_ascii=False, default=str).casefold()
+    assert "kärki" not in dump and "karki" not in dump
+    assert rows_of(db(workspace), "SELECT count(*) FROM memberships") == [(0,)]
+    (hash_,) = rows_of(db(workspace), "SELECT hash FROM suppressions")[0]
+    assert len(hash_) == 64
+    # Decomposed Unicode (A + combining diaeresis) and another case are the same person.
+    decomposed = "A\u0308ima\u0308.KA\u0308RKI@example.com"
+    res = workspace.cli("contacts", "add", decomposed)
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, "forgotten")
+    csv_path = tmp_path / "again.csv"
+    csv_path.write_text(f"email\n{decomposed}\n", encoding="utf-8")
+    res = workspace.cli("contacts", "import", str(csv_path))
+    assert "1 suppressed" in res.stdout
+    assert workspace.cli("contacts", "list", "-f", "json").stdout.strip() == "[]"
+
+
+def test_forget_survives_a_secret_rotation(workspace):
+    workspace.cli("contacts", "add", "a@example.com")
+    workspace.cli("contacts", "forget", "a@example.com")
+    workspace.set_config("web", "previous_secrets", '["test-secret-not-for-production"]')
+    res = workspace.cli("contacts", "add", "a@example.com", env={"MAILER_SECRET": "a-new-secret"})
+    assert res.exit_code == 2
+
+
+def test_library_add_and_list_without_the_cli(workspace):
+    from mailer.contacts import add_contact, list_contacts
+    from mailer.timeutil import now_utc
+
+    config = workspace.config()
+    with workspace.store() as store:
+        report = add_contact(
+            store, config, "x@example.org", lists=["company:kiertotalous"], now=now_utc()
+        )
+        assert report.outcome == "added"
+        views = list_contacts(store, config, "company:*")
+    assert [v.email for v in views] == ["x@example.org"]
