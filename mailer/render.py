@@ -70,6 +70,8 @@ class Variant:
 
     def values(self, name: str, email: str, unsubscribe_url: str) -> tuple[str, ...]:
         """The per-recipient field values (plain text, in FIELDS order)."""
+        if not name.isprintable():  # CR, LF and other controls never reach a part
+            name = "".join(ch if ch.isprintable() else " " for ch in name)
         name = " ".join(name.split())
         greeting = (
             text(self.language, "greeting_named", name=name)
