@@ -351,10 +351,16 @@ SAMPLE_READERS = {
 }
 
 
+# Gmail cuts messages whose HTML exceeds about 102 KB behind a "[Message clipped]" link,
+# and the footer with the unsubscribe link is the part that disappears.
+GMAIL_CLIP_BYTES = 102 * 1024
+
+
 @dataclass(frozen=True)
 class PreviewReport:
     files: list[Path]
     samples: dict[str, str]  # language -> the sample recipient's address
+    warnings: list[str]
 
 
 def write_previews(
@@ -379,6 +385,7 @@ def write_previews(
     secret = config.secret()
     files: list[Path] = []
     samples: dict[str, str] = {}
+    warnings: list[str] = []
     for lang, variant in variants.items():
         found = find_sample(lang) if find_sample else None
         if found:
@@ -390,10 +397,17 @@ def write_previews(
         html_path = out_dir / f"index.{lang}.html"
         text_path = out_dir / f"index.{lang}.txt"
         eml_path = out_dir / f"sample.{lang}.eml"
-        html_path.write_text(variant.fill("html", name, email, url), encoding="utf-8")
+        html = variant.fill("html", name, email, url)
+        if len(html.encode("utf-8")) > GMAIL_CLIP_BYTES:
+            size = len(html.encode("utf-8")) // 1024
+            warnings.append(
+                f"{lang}: the HTML is {size} KB; Gmail clips messages over 102 KB,"
+                " hiding the footer and its unsubscribe link"
+            )
+        html_path.write_text(html, encoding="utf-8")
         text_path.write_text(variant.fill("text", name, email, url), encoding="utf-8")
         message = MessageBuilder(config, variant).build(Recipient(email, name, wire), url, now=now)
         eml_path.write_bytes(message.data)
         files += [html_path, text_path, eml_path]
         samples[lang] = email
-    return PreviewReport(files, samples)
+    return PreviewReport(files, samples, warnings)

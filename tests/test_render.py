@@ -202,3 +202,15 @@ def test_render_reports_a_bad_campaign_file_in_one_line(workspace):
         res.stderr.strip() == f"Error: {folder / 'x.md'}:5: image_alt is required when image is set"
     )
     assert not (workspace.path / "out").exists()
+
+
+def test_render_warns_when_gmail_would_clip_the_message(workspace):
+    folder = workspace.path / "c"
+    body = "\n\n".join(f"Kappale {n}: " + "sanoja ja lauseita " * 40 for n in range(160))
+    write_item(folder, "big.md", 'title = "Iso"\ndate = 2018-11-06\nlang = "fi"', body)
+    path = write_campaign(
+        folder, 'name = "n"\nsubject = "S"\nsegment = "all"\nitems = ["big.md"]\n'
+    )
+    res = workspace.cli("render", str(path), "--out", str(workspace.path / "out"))
+    assert res.exit_code == 0, res.stderr
+    assert "Warning: fi: the HTML is" in res.stderr and "Gmail clips" in res.stderr

@@ -44,6 +44,8 @@ def render(
         typer.echo(str(path))
     for lang, email in report.samples.items():
         err(f"{lang}: sample message for {email}")
+    for warning in report.warnings:
+        err(f"Warning: {warning}")
     if open_ and report.files:
         import webbrowser
 
