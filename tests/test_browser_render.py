@@ -73,7 +73,7 @@ def test_newsletter_fits_phone_and_desktop_widths(page_file, tmp_path):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            for width in (375, 600):
+            for width in (320, 375, 600):
                 page = browser.new_page(viewport={"width": width, "height": 900})
                 # Offline: nothing but the file itself may load.
                 page.route(
