@@ -114,6 +114,7 @@ def main() -> None:
 
     lang = spec.languages[0]
     variant = render_campaign(config, spec)[lang]
+    MessageBuilder(config, variant)  # the first one also imports email-validator
     start = time.perf_counter()
     builder = MessageBuilder(config, variant)
     prepare_ms = (time.perf_counter() - start) * 1000
