@@ -192,7 +192,7 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
     intro = _per_language(data.get("intro", ""), "intro", needed, bad)
 
     send_at = _send_at(data.get("send_at"), bad)
-    _check_template(config, template, where)
+    _check_template(config, template)
 
     return CampaignSpec(
         name=name,
@@ -247,7 +247,7 @@ def _send_at(value: Any, bad: Any) -> datetime | None:
     return moment.astimezone(timezone.utc)
 
 
-def _check_template(config: Config, template: str, where: str) -> None:
+def _check_template(config: Config, template: str) -> None:
     """The template must exist (workspace or bundled) and compile; errors name file:line."""
     from mailer.render import load_templates
 

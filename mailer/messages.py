@@ -25,7 +25,7 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from mailer.errors import AddressError, ConfigError
-from mailer.render import FIELDS, Variant
+from mailer.render import Variant
 
 if TYPE_CHECKING:
     from mailer.config import Config
@@ -339,8 +339,3 @@ class MessageBuilder:
             linesep=b"\r\n",
         )
         return signature + data
-
-
-def field_names() -> tuple[str, ...]:
-    """The per-recipient fields a template may use (for documentation and checks)."""
-    return FIELDS

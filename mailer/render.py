@@ -17,7 +17,9 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -368,8 +370,8 @@ def write_previews(
     spec: CampaignSpec,
     out_dir: Path,
     *,
-    now: Any,
-    find_sample: Any = None,
+    now: datetime,
+    find_sample: Callable[[str], tuple[int, str, str, str] | None] | None = None,
 ) -> PreviewReport:
     """Write index.LANG.html, index.LANG.txt and sample.LANG.eml per language into out_dir.
 
