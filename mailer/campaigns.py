@@ -168,6 +168,8 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
         if not isinstance(entry, str) or not entry.strip():
             raise bad(f"items[{n}]", "must be a path (a string)")
         item_path = path.parent / entry
+        if entry in raw_items[:n]:
+            raise bad(f"items[{n}]", f"{entry!r} is listed twice")
         if not item_path.is_file():
             raise bad(f"items[{n}]", f"{entry!r}: no such file ({item_path})")
         items.append(load_item(item_path))
