@@ -53,8 +53,13 @@ def run_demo(
 ) -> DemoReport:
     """Create (or reuse) a demo workspace, import, render, send to a capture server."""
     from mailer.campaigns import load_campaign
-    from mailer.delivery import SendOptions, campaign_stats, create_campaign, send_campaign
-    from mailer.delivery import show_campaign
+    from mailer.delivery import (
+        SendOptions,
+        campaign_stats,
+        create_campaign,
+        send_campaign,
+        show_campaign,
+    )
     from mailer.importer import import_contacts
     from mailer.render import store_sample_finder, write_previews
     from mailer.workspace import init_workspace
