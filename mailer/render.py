@@ -353,6 +353,19 @@ SAMPLE_READERS = {
 }
 
 
+def store_sample_finder(conn: Any) -> Any:
+    """Return a `find_sample(lang)` for write_previews that picks a real subscribed contact."""
+    from mailer.store.samples import sample_contact
+
+    def find_sample(lang: str) -> tuple[int, str, str, str] | None:
+        row = sample_contact(conn, lang)
+        if row is None:
+            return None
+        return row["id"], row["email"], row["email_ascii"], row["name"]
+
+    return find_sample
+
+
 # Gmail cuts messages whose HTML exceeds about 102 KB behind a "[Message clipped]" link,
 # and the footer with the unsubscribe link is the part that disappears.
 GMAIL_CLIP_BYTES = 102 * 1024
