@@ -19,6 +19,7 @@ import base64
 import binascii
 import html as html_module
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -190,10 +191,11 @@ def qp_encode(text: str) -> bytes:
 
 def qp_piece(text: str) -> bytes:
     """A quoted-printable piece that leaves the next piece at column 0."""
-    if not text:
-        return b""
-    encoded = qp_encode(text)
-    if encoded.endswith(CRLF):
+    return _soft_break(qp_encode(text)) if text else b""
+
+
+def _soft_break(encoded: bytes) -> bytes:
+    if not encoded or encoded.endswith(CRLF):
         return encoded
     last = encoded.rpartition(CRLF)[2]
     prefix = encoded[: len(encoded) - len(last)]
@@ -210,13 +212,30 @@ def qp_piece(text: str) -> bytes:
     return prefix + last[:cut] + b"=" + CRLF + last[cut:] + b"=" + CRLF
 
 
+# A field whose next piece starts a new line needs no soft break after its value: such a
+# field is stored as its index + _AT_LINE_END.
+_AT_LINE_END = 100
+
+
 def _prepare_part(pieces: list[str | int]) -> list[bytes | int]:
     out: list[bytes | int] = []
-    for piece in pieces:
+    for n, piece in enumerate(pieces):
         if isinstance(piece, int):
-            out.append(piece)
+            after = pieces[n + 1] if n + 1 < len(pieces) else ""
+            ends_line = isinstance(after, str) and after.startswith("\n")
+            out.append(piece + _AT_LINE_END if ends_line else piece)
         elif piece:
             out.append(qp_piece(piece))
+    return out
+
+
+def _encoded_values(values: Sequence[str]) -> dict[int, bytes]:
+    """Each value quoted-printable, by field code: with a soft break, and at a line end."""
+    out: dict[int, bytes] = {}
+    for n, value in enumerate(values):
+        encoded = qp_encode(value) if value else b""
+        out[n] = _soft_break(encoded)
+        out[n + _AT_LINE_END] = encoded
     return out
 
 
@@ -294,8 +313,8 @@ class MessageBuilder:
             f"<{now.astimezone(timezone.utc):%Y%m%d%H%M%S}.{secrets.token_hex(10)}@{self.domain}>"
         )
         values = self.variant.values(one_line(recipient.name), recipient.email, unsubscribe_url)
-        text_values = [qp_piece(v) for v in values]
-        html_values = [qp_piece(html_module.escape(v, quote=True)) for v in values]
+        text_values = _encoded_values(values)
+        html_values = _encoded_values([html_module.escape(v, quote=True) for v in values])
         headers = [
             self._from,
             address_header("To", recipient.name, wire).encode("utf-8"),
