@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _quickstart_commands() -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Quick start", 1)[1]
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```sh\n(.*?)\n```", section, flags=re.S)
 
 
