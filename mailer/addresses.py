@@ -48,7 +48,9 @@ def parse_address(raw: str) -> Address:
     try:
         info = validate_email(addr, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise AddressError(f"{addr!r}: {exc}") from None
+        error = AddressError(f"{addr!r}: {exc}")
+        error.reason = str(exc)  # without the address, for reports that show it beside
+        raise error from None
     ascii_email = info.ascii_email
     domain_ascii = ascii_email.rsplit("@", 1)[1] if ascii_email else info.domain
     key = f"{info.local_part.casefold()}@{domain_ascii.lower()}"

@@ -168,6 +168,8 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
         if not isinstance(entry, str) or not entry.strip():
             raise bad(f"items[{n}]", "must be a path (a string)")
         item_path = path.parent / entry
+        if entry in raw_items[:n]:
+            raise bad(f"items[{n}]", f"{entry!r} is listed twice")
         if not item_path.is_file():
             raise bad(f"items[{n}]", f"{entry!r}: no such file ({item_path})")
         items.append(load_item(item_path))
@@ -192,7 +194,7 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
     intro = _per_language(data.get("intro", ""), "intro", needed, bad)
 
     send_at = _send_at(data.get("send_at"), bad)
-    _check_template(config, template, where)
+    _check_template(config, template)
 
     return CampaignSpec(
         name=name,
@@ -247,7 +249,7 @@ def _send_at(value: Any, bad: Any) -> datetime | None:
     return moment.astimezone(timezone.utc)
 
 
-def _check_template(config: Config, template: str, where: str) -> None:
+def _check_template(config: Config, template: str) -> None:
     """The template must exist (workspace or bundled) and compile; errors name file:line."""
     from mailer.render import load_templates
 

@@ -335,7 +335,7 @@ def _parse_row(
     try:
         address = parse_address(raw_email)
     except AddressError as exc:
-        raise _Invalid(raw_email, exc.message) from None
+        raise _Invalid(raw_email, getattr(exc, "reason", exc.message)) from None
     try:
         language = parse_language(cell("language"))
     except ValueError as exc:

@@ -19,13 +19,14 @@ import base64
 import binascii
 import html as html_module
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from mailer.errors import AddressError, ConfigError
-from mailer.render import FIELDS, Variant
+from mailer.render import Variant
 
 if TYPE_CHECKING:
     from mailer.config import Config
@@ -72,13 +73,14 @@ class BuiltMessage:
 
 
 def _printable_ascii(text: str) -> bool:
-    return all(32 <= ord(ch) < 127 for ch in text)
+    return text.isascii() and text.isprintable()
 
 
 def one_line(text: str) -> str:
     """Remove CR, LF and other control characters; collapse whitespace."""
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
-    return " ".join(cleaned.split())
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split())
 
 
 def encoded_words(text: str, budget: int = 75) -> list[str]:
@@ -189,19 +191,51 @@ def qp_encode(text: str) -> bytes:
 
 def qp_piece(text: str) -> bytes:
     """A quoted-printable piece that leaves the next piece at column 0."""
-    if not text:
-        return b""
-    encoded = qp_encode(text)
-    return encoded if encoded.endswith(CRLF) else encoded + b"=" + CRLF
+    return _soft_break(qp_encode(text)) if text else b""
+
+
+def _soft_break(encoded: bytes) -> bytes:
+    if not encoded or encoded.endswith(CRLF):
+        return encoded
+    last = encoded.rpartition(CRLF)[2]
+    prefix = encoded[: len(encoded) - len(last)]
+    if len(last) < MAX_LINE:
+        return prefix + last + b"=" + CRLF
+    # The soft break would make the last line 77 long: move its tail to a line of its own,
+    # never splitting an =XX escape.
+    cut = 0
+    while True:
+        step = 3 if last[cut : cut + 1] == b"=" else 1
+        if cut + step > MAX_LINE - 1:
+            break
+        cut += step
+    return prefix + last[:cut] + b"=" + CRLF + last[cut:] + b"=" + CRLF
+
+
+# A field whose next piece starts a new line needs no soft break after its value: such a
+# field is stored as its index + _AT_LINE_END.
+_AT_LINE_END = 100
 
 
 def _prepare_part(pieces: list[str | int]) -> list[bytes | int]:
     out: list[bytes | int] = []
-    for piece in pieces:
+    for n, piece in enumerate(pieces):
         if isinstance(piece, int):
-            out.append(piece)
+            after = pieces[n + 1] if n + 1 < len(pieces) else ""
+            ends_line = isinstance(after, str) and after.startswith("\n")
+            out.append(piece + _AT_LINE_END if ends_line else piece)
         elif piece:
             out.append(qp_piece(piece))
+    return out
+
+
+def _encoded_values(values: Sequence[str]) -> dict[int, bytes]:
+    """Each value quoted-printable, by field code: with a soft break, and at a line end."""
+    out: dict[int, bytes] = {}
+    for n, value in enumerate(values):
+        encoded = qp_encode(value) if value else b""
+        out[n] = _soft_break(encoded)
+        out[n + _AT_LINE_END] = encoded
     return out
 
 
@@ -279,8 +313,8 @@ class MessageBuilder:
             f"<{now.astimezone(timezone.utc):%Y%m%d%H%M%S}.{secrets.token_hex(10)}@{self.domain}>"
         )
         values = self.variant.values(one_line(recipient.name), recipient.email, unsubscribe_url)
-        text_values = [qp_piece(v) for v in values]
-        html_values = [qp_piece(html_module.escape(v, quote=True)) for v in values]
+        text_values = _encoded_values(values)
+        html_values = _encoded_values([html_module.escape(v, quote=True) for v in values])
         headers = [
             self._from,
             address_header("To", recipient.name, wire).encode("utf-8"),
@@ -324,8 +358,3 @@ class MessageBuilder:
             linesep=b"\r\n",
         )
         return signature + data
-
-
-def field_names() -> tuple[str, ...]:
-    """The per-recipient fields a template may use (for documentation and checks)."""
-    return FIELDS

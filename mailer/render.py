@@ -17,7 +17,9 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +72,8 @@ class Variant:
 
     def values(self, name: str, email: str, unsubscribe_url: str) -> tuple[str, ...]:
         """The per-recipient field values (plain text, in FIELDS order)."""
+        if not name.isprintable():  # CR, LF and other controls never reach a part
+            name = "".join(ch if ch.isprintable() else " " for ch in name)
         name = " ".join(name.split())
         greeting = (
             text(self.language, "greeting_named", name=name)
@@ -349,10 +353,29 @@ SAMPLE_READERS = {
 }
 
 
+def store_sample_finder(conn: Any) -> Any:
+    """Return a `find_sample(lang)` for write_previews that picks a real subscribed contact."""
+    from mailer.store.samples import sample_contact
+
+    def find_sample(lang: str) -> tuple[int, str, str, str] | None:
+        row = sample_contact(conn, lang)
+        if row is None:
+            return None
+        return row["id"], row["email"], row["email_ascii"], row["name"]
+
+    return find_sample
+
+
+# Gmail cuts messages whose HTML exceeds about 102 KB behind a "[Message clipped]" link,
+# and the footer with the unsubscribe link is the part that disappears.
+GMAIL_CLIP_BYTES = 102 * 1024
+
+
 @dataclass(frozen=True)
 class PreviewReport:
     files: list[Path]
     samples: dict[str, str]  # language -> the sample recipient's address
+    warnings: list[str]
 
 
 def write_previews(
@@ -360,8 +383,8 @@ def write_previews(
     spec: CampaignSpec,
     out_dir: Path,
     *,
-    now: Any,
-    find_sample: Any = None,
+    now: datetime,
+    find_sample: Callable[[str], tuple[int, str, str, str] | None] | None = None,
 ) -> PreviewReport:
     """Write index.LANG.html, index.LANG.txt and sample.LANG.eml per language into out_dir.
 
@@ -377,6 +400,7 @@ def write_previews(
     secret = config.secret()
     files: list[Path] = []
     samples: dict[str, str] = {}
+    warnings: list[str] = []
     for lang, variant in variants.items():
         found = find_sample(lang) if find_sample else None
         if found:
@@ -388,10 +412,17 @@ def write_previews(
         html_path = out_dir / f"index.{lang}.html"
         text_path = out_dir / f"index.{lang}.txt"
         eml_path = out_dir / f"sample.{lang}.eml"
-        html_path.write_text(variant.fill("html", name, email, url), encoding="utf-8")
+        html = variant.fill("html", name, email, url)
+        if len(html.encode("utf-8")) > GMAIL_CLIP_BYTES:
+            size = len(html.encode("utf-8")) // 1024
+            warnings.append(
+                f"{lang}: the HTML is {size} KB; Gmail clips messages over 102 KB,"
+                " hiding the footer and its unsubscribe link"
+            )
+        html_path.write_text(html, encoding="utf-8")
         text_path.write_text(variant.fill("text", name, email, url), encoding="utf-8")
         message = MessageBuilder(config, variant).build(Recipient(email, name, wire), url, now=now)
         eml_path.write_bytes(message.data)
         files += [html_path, text_path, eml_path]
         samples[lang] = email
-    return PreviewReport(files, samples)
+    return PreviewReport(files, samples, warnings)

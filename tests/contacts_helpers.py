@@ -24,13 +24,17 @@ def write_csv(
     return path
 
 
-def snapshot(db: Path) -> dict[str, list[tuple]]:
+def snapshot(db: Path | sqlite3.Connection) -> dict[str, list[tuple]]:
     """Every row of the tables this area writes, to compare before and after."""
-    conn = sqlite3.connect(str(db))
+    conn = db if isinstance(db, sqlite3.Connection) else sqlite3.connect(str(db))
     try:
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
+        return {
+            t: sorted((tuple(r) for r in conn.execute(f"SELECT * FROM {t}")), key=repr)
+            for t in TABLES
+        }
     finally:
-        conn.close()
+        if conn is not db:
+            conn.close()
 
 
 def rows_of(db: Path, sql: str, params: tuple = ()) -> list[tuple]:

@@ -71,6 +71,10 @@ def test_a_plain_subject_serves_every_language_and_offsets_are_kept(workspace, f
         ('name = "n"\nsubject = "S"\nsegment = ""\nitems = ["news/a.fi.md"]', "segment"),
         ('name = "n"\nsubject = "S"\nsegment = "all"\nitems = []', "items must be"),
         (
+            'name = "n"\nsubject = "S"\nsegment = "all"\nitems = ["news/a.fi.md", "news/a.fi.md"]',
+            "items[1] 'news/a.fi.md' is listed twice",
+        ),
+        (
             'name = "n"\nsubject = "S"\nsegment = "all"\nitems = ["news/none.md"]',
             "items[0] 'news/none.md': no such file",
         ),

@@ -52,7 +52,7 @@ def test_capture_writes_each_message_to_the_maildir_and_stops_on_sigterm(workspa
     assert proc.returncode == 0
     assert "2 message(s) captured" in proc.stderr.read()
     box = mailbox.Maildir(str(workspace.path / "captured"), create=False)
-    messages = [box.get_bytes(key) for key in box]
+    messages = [box.get_bytes(key) for key in box.iterkeys()]
     assert len(messages) == 2
     assert all(b"Rovaniemelt\xc3\xa4" in m for m in messages)
 

@@ -232,3 +232,100 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(campaign, tmp_path)
         b"MIME-Version:", b"List-Unsubscribe: <https://evil.example/>\r\nMIME-Version:", 1
     )
     assert not dkim.verify(added, dnsfunc=dns)  # over-signed: a second instance breaks it
+
+
+def test_a_non_ascii_sender_name_is_encoded_in_from_and_list_id(workspace):
+    workspace.set_config("sender", "name", '"Lapin liitto – Arctic Smartness, Älykäs Lappi"')
+    workspace.set_config("sender", "reply_to", '""')
+    config = workspace.config()
+    spec = load_campaign(copy_campaign(workspace.path), config)
+    variant = render_campaign(config, spec)["fi"]
+    data = MessageBuilder(config, variant).build(Recipient("a@example.fi"), UNSUB, now=NOW).data
+    _check_wire_rules(data)
+    msg = _parse(data)
+    assert msg["From"].addresses[0].display_name == config.sender.name
+    assert "Reply-To" not in msg
+    list_id = data.split(b"List-Id: ")[1].split(b"\r\nList-Unsubscribe:")[0].decode()
+    assert "=?utf-8?b?" in list_id
+    decoded = str(make_header(decode_header(list_id.replace("\r\n", ""))))
+    assert decoded == f"{config.sender.name} <arcticsmartness.eu>"
+    assert "Lapin liitto – Arctic Smartness, Älykäs Lappi" in variant.html  # the footer
+
+
+def test_a_long_ascii_subject_is_folded_at_spaces(workspace):
+    folder = copy_campaign(workspace.path).parent
+    subject = "Arctic Smartness newsletter " + "with many plain words " * 6 + "end"
+    (folder / "long.toml").write_text(
+        f'name = "n"\nsubject = "{subject}"\nsegment = "all"\nitems = ["news/strategy.en.md"]\n',
+        encoding="utf-8",
+    )
+    config = workspace.config()
+    variant = render_campaign(config, load_campaign(folder / "long.toml", config))["en"]
+    data = MessageBuilder(config, variant).build(Recipient("a@example.fi"), UNSUB, now=NOW).data
+    _check_wire_rules(data)
+    raw = data.split(b"\r\nSubject: ")[1].split(b"\r\nDate: ")[0]
+    assert raw.count(b"\r\n ") >= 2  # folded at spaces
+    assert max(len(line) for line in (b"Subject: " + raw).split(b"\r\n")) <= 76
+    assert _parse(data)["Subject"] == subject
+
+
+def test_any_name_round_trips_through_the_pre_encoded_message(campaign):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    workspace, variants = campaign
+    fi = variants["fi"]
+    builder = MessageBuilder(workspace.config(), fi)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.text(max_size=80))
+    def check(name):
+        data = builder.build(Recipient("x@example.fi", name), UNSUB, now=NOW).data
+        _check_wire_rules(data)
+        msg = _parse(data)
+        assert len(msg.get_all("To")) == 1 and "Bcc" not in msg
+        cleaned = " ".join("".join(c if c.isprintable() else " " for c in name).split())
+        text, html = (p.get_content().replace("\r\n", "\n") for p in msg.get_payload())
+        assert text == fi.fill("text", cleaned, "x@example.fi", UNSUB)
+        assert html == fi.fill("html", cleaned, "x@example.fi", UNSUB)
+        raw_to = data.split(b"\r\nTo: ")[1].split(b"\r\nSubject: ")[0].decode()
+        assert str(make_header(decode_header(raw_to.replace("\r\n", "")))).endswith(
+            "x@example.fi>" if cleaned else "x@example.fi"
+        )
+
+    check()
+
+
+def test_quoted_printable_pieces_join_into_the_whole_text():
+    import binascii
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from mailer.messages import qp_piece
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"])), max_size=6))
+    def check(parts):
+        joined = b"".join(qp_piece(p) for p in parts)
+        assert all(len(line) <= 76 for line in joined.split(b"\r\n"))
+        assert b"\n" not in joined.replace(b"\r\n", b"")
+        expected = "".join(parts).replace("\r\n", "\n").replace("\r", "\n")
+        decoded = binascii.a2b_qp(joined).decode("utf-8").replace("\r\n", "\n")
+        assert decoded == expected
+
+    check()
+
+
+@pytest.mark.parametrize("length", range(70, 82))
+@pytest.mark.parametrize("tail", ["", "ä", "=", " ", "€x"])
+def test_pieces_ending_near_column_76_stay_within_it(length, tail):
+    import binascii
+
+    from mailer.messages import qp_piece
+
+    for lead in ("", "\n", "x\n"):
+        text = lead + "a" * length + tail
+        encoded = qp_piece(text) + qp_piece("Z")
+        assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
+        assert binascii.a2b_qp(encoded).decode().replace("\r\n", "\n") == text + "Z"

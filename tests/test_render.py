@@ -174,3 +174,43 @@ def test_render_uses_a_real_contact_of_that_language(workspace):
     res = workspace.cli("render", str(path), "--out", str(workspace.path / "p"))
     assert res.exit_code == 0, res.stderr
     assert "Hei Pekka Puupää," in (workspace.path / "p" / "index.fi.txt").read_text("utf-8")
+
+
+def test_the_demo_campaign_renders(workspace):
+    from pathlib import Path
+
+    import mailer
+
+    demo = Path(mailer.__file__).parent / "demo_content" / "campaign.toml"
+    if not demo.is_file():
+        pytest.skip("no demo content in this checkout")
+    spec = load_campaign(demo, workspace.config())
+    variants = render_campaign(workspace.config(), spec)
+    assert list(variants) == ["fi", "en"]
+    assert "Neljä liiketoiminta-aluetta vuoteen 2022" in variants["fi"].html
+
+
+def test_render_reports_a_bad_campaign_file_in_one_line(workspace):
+    folder = workspace.path / "c"
+    write_item(
+        folder, "x.md", 'title = "T"\ndate = 2018-11-06\nlang = "fi"\nimage = "https://a.fi/b.jpg"'
+    )
+    path = write_campaign(folder, 'name = "n"\nsubject = "S"\nsegment = "all"\nitems = ["x.md"]\n')
+    res = workspace.cli("render", str(path), "--out", str(workspace.path / "out"))
+    assert res.exit_code == 2
+    assert (
+        res.stderr.strip() == f"Error: {folder / 'x.md'}:5: image_alt is required when image is set"
+    )
+    assert not (workspace.path / "out").exists()
+
+
+def test_render_warns_when_gmail_would_clip_the_message(workspace):
+    folder = workspace.path / "c"
+    body = "\n\n".join(f"Kappale {n}: " + "sanoja ja lauseita " * 40 for n in range(160))
+    write_item(folder, "big.md", 'title = "Iso"\ndate = 2018-11-06\nlang = "fi"', body)
+    path = write_campaign(
+        folder, 'name = "n"\nsubject = "S"\nsegment = "all"\nitems = ["big.md"]\n'
+    )
+    res = workspace.cli("render", str(path), "--out", str(workspace.path / "out"))
+    assert res.exit_code == 0, res.stderr
+    assert "Warning: fi: the HTML is" in res.stderr and "Gmail clips" in res.stderr

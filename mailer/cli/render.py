@@ -25,25 +25,21 @@ def render(
     Example: mailer render campaigns/2018-11.toml --out preview/
     """
     from mailer.campaigns import load_campaign
-    from mailer.render import write_previews
-    from mailer.store.samples import sample_contact
+    from mailer.render import store_sample_finder, write_previews
     from mailer.timeutil import now_utc
 
     config = get_config(ctx)
     spec = load_campaign(campaign_file, config)
     with open_store(config) as store:
-
-        def find_sample(lang: str) -> tuple[int, str, str, str] | None:
-            row = sample_contact(store.conn, lang)
-            if row is None:
-                return None
-            return row["id"], row["email"], row["email_ascii"], row["name"]
-
-        report = write_previews(config, spec, out, now=now_utc(), find_sample=find_sample)
+        report = write_previews(
+            config, spec, out, now=now_utc(), find_sample=store_sample_finder(store.conn)
+        )
     for path in report.files:
         typer.echo(str(path))
     for lang, email in report.samples.items():
         err(f"{lang}: sample message for {email}")
+    for warning in report.warnings:
+        err(f"Warning: {warning}")
     if open_ and report.files:
         import webbrowser
 
