@@ -264,3 +264,23 @@ def test_a_held_campaign_fails_an_explicit_send_and_send_due_reports_it(workspac
         res = workspace.cli("send-due")
         assert res.exit_code == 0 and "another run" in res.stderr
     assert sink.recipients() == []
+
+
+def test_sigterm_finishes_the_messages_in_flight_and_send_continues(workspace):
+    emails = _contacts(workspace, 60)
+    _campaign(workspace)
+    with ScriptedSink(delay=0.05) as sink:
+        point_at(workspace, sink.port, connections=3)
+        proc = _popen(workspace, "send", NAME, "--yes")
+        deadline = time.monotonic() + 30
+        while len(sink.received) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 1 and "mailer send" in stderr
+        states = _states(workspace)
+        assert "sending" not in states.values() and "unknown" not in states.values()
+        assert {e for e, s in states.items() if s == "sent"} == set(sink.copies())
+        res = workspace.run("send", NAME, "--yes")
+        assert res.returncode == 0, res.stderr
+    assert sorted(sink.recipients()) == sorted(emails)
