@@ -265,7 +265,7 @@ def main() -> None:
     n = args.recipients
     rounds = args.rounds
     sink = Sink()
-    root = Path(tempfile.mkdtemp(prefix="mailer-bench-"))
+    root = Path(tempfile.mkdtemp(prefix="mailer-bench-send-"))
     try:
         ws = make_workspace(root, n, sink.port, campaigns=rounds)
         data = sample_message(ws)

@@ -790,8 +790,11 @@ def _send_held(
 
     pool = new_pool()
     pool.check()  # SmtpError: exit 1 before anything is frozen or marked
-
-    frozen = freeze_campaign(store, config, name, content=content, clock=clock)
+    try:
+        frozen = freeze_campaign(store, config, name, content=content, clock=clock)
+    except BaseException:
+        pool.discard()
+        raise
     run = _Run(
         store,
         config,

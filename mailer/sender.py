@@ -384,6 +384,12 @@ class SmtpPool(Generic[J]):
         conn.open()
         self._first = conn
 
+    def discard(self) -> None:
+        """Close the connection `check` opened, when the run will not happen."""
+        first, self._first = self._first, None
+        if first is not None:
+            first.close()
+
     def run(
         self,
         jobs: Iterable[J],
