@@ -284,3 +284,19 @@ def test_sigterm_finishes_the_messages_in_flight_and_send_continues(workspace):
         res = workspace.run("send", NAME, "--yes")
         assert res.returncode == 0, res.stderr
     assert sorted(sink.recipients()) == sorted(emails)
+
+
+def test_a_campaign_larger_than_todays_quota_stops_cleanly_and_waits(workspace):
+    _contacts(workspace, 5)
+    _campaign(workspace)
+    with ScriptedSink() as sink:
+        point_at(workspace, sink.port, per_day=3)
+        res = workspace.cli("send", NAME, "--yes")
+        assert res.exit_code == 0, res.stderr
+        assert "quota" in res.stderr and "send-due" in res.stderr
+        stats = json.loads(workspace.cli("stats", NAME, "--format", "json").stdout)
+        assert (stats["status"], stats["sent"], stats["pending"]) == ("sending", 3, 2)
+        res = workspace.cli("send-due")  # today's quota is spent in the database
+        assert res.exit_code == 0
+    assert len(sink.recipients()) == 3
+    assert json.loads(workspace.cli("stats", NAME, "--format", "json").stdout)["pending"] == 2
