@@ -238,7 +238,9 @@ def send_due(ctx: typer.Context) -> None:
     Campaigns more than defaults.max_late_hours late and campaigns another run holds are
     skipped and reported (exit 0). Never prompts.
 
-    Example: */5 * * * * cd /srv/uutiset && mailer send-due
+    In crontab: */5 * * * * cd /srv/uutiset && mailer send-due
+
+    Example: mailer send-due
     """
     from mailer import delivery
 
