@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.utils import parseaddr
+from typing import Any
 
 from mailer.errors import AddressError
 
@@ -27,12 +28,26 @@ class Address:
 
 def clean_line(text: str) -> str:
     """Collapse CR, LF and other line breaks to single spaces and strip the ends."""
-    return " ".join(text.replace("\r", " ").replace("\n", " ").split()) if text else ""
+    if not text:
+        return ""
+    # Fast path for the common cell: printable, single-spaced, no spaces at the ends.
+    if text.isprintable() and "  " not in text and text[0] != " " and text[-1] != " ":
+        return text
+    return " ".join(text.replace("\r", " ").replace("\n", " ").split())
+
+
+_validator: Any = None
 
 
 def parse_address(raw: str) -> Address:
     """Validate `raw` (an address or `Name <address>`) and return its normalised form."""
-    from email_validator import EmailNotValidError, validate_email
+    global _validator
+    if _validator is None:
+        # Imported on first use: `mailer --help` must not pay for email-validator.
+        import email_validator
+
+        _validator = email_validator
+    EmailNotValidError = _validator.EmailNotValidError
 
     text = clean_line(raw)
     if not text:
@@ -46,7 +61,7 @@ def parse_address(raw: str) -> Address:
     else:
         addr = text
     try:
-        info = validate_email(addr, check_deliverability=False)
+        info = _validator.validate_email(addr, check_deliverability=False)
     except EmailNotValidError as exc:
         error = AddressError(f"{addr!r}: {exc}")
         error.reason = str(exc)  # without the address, for reports that show it beside

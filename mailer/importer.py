@@ -72,6 +72,27 @@ _LANGUAGE_ALIASES = {
     "davvisámegiella": "se",
     "sme": "se",
 }
+_LANGUAGE_CELLS = {
+    **{lang: lang for lang in LANGUAGES},
+    **{lang.upper(): lang for lang in LANGUAGES},
+}
+_json_encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+_json_string = json.encoder.encode_basestring  # C implementation: one string, quoted
+
+
+def _to_json(attributes: dict[str, Any]) -> str:
+    """JSON of an attribute dict (sorted keys, as json.dumps writes it), fast for strings."""
+    if all(type(v) is str for v in attributes.values()):
+        return (
+            "{"
+            + ", ".join(
+                f"{_json_string(k)}: {_json_string(v)}" for k, v in sorted(attributes.items())
+            )
+            + "}"
+        )
+    return _json_encode(attributes)
+
+
 _BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _HEADER_NOISE = re.compile(r"[\s\-_.]+")
 
@@ -283,7 +304,7 @@ def read_rows(path: Path) -> tuple[str, str, list[list[str]]]:
 # --- one row ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     number: int
     email: str
@@ -321,35 +342,41 @@ def _parse_row(
     columns: Columns,
     extra_lists: Sequence[ListRef],
 ) -> _Row:
+    width = columns.width
     cells = [clean_line(cell) if cell else "" for cell in record]
-    raw_email = cells[columns.fields["email"]] if columns.fields["email"] < len(cells) else ""
-    if len(cells) > columns.width and any(cells[columns.width :]):
-        raise _Invalid(raw_email, f"{len(cells)} cells but the header has {columns.width}")
-
-    def cell(name: str) -> str:
-        index = columns.fields.get(name)
-        return cells[index] if index is not None and index < len(cells) else ""
-
+    if len(cells) < width:
+        cells.extend([""] * (width - len(cells)))
+    fields = columns.fields
+    raw_email = cells[fields["email"]]
+    if len(cells) > width and any(cells[width:]):
+        raise _Invalid(raw_email, f"{len(cells)} cells but the header has {width}")
     if not raw_email:
         raise _Invalid("", "no e-mail address")
     try:
         address = parse_address(raw_email)
     except AddressError as exc:
         raise _Invalid(raw_email, getattr(exc, "reason", exc.message)) from None
-    try:
-        language = parse_language(cell("language"))
-    except ValueError as exc:
-        raise _Invalid(address.email, str(exc)) from None
-    status = cell("status").lower() or None
+    index = fields.get("language")
+    language = None
+    if index is not None and cells[index]:
+        language = _LANGUAGE_CELLS.get(cells[index])
+        if language is None:
+            try:
+                language = parse_language(cells[index])
+            except ValueError as exc:
+                raise _Invalid(address.email, str(exc)) from None
+    index = fields.get("status")
+    status = cells[index].lower() or None if index is not None else None
     if status is not None and status not in CONTACT_STATUSES:
         raise _Invalid(
             address.email, f"status {status!r} is not one of {', '.join(CONTACT_STATUSES)}"
         )
     lists: dict[tuple[str, str], str] = {}
     for index, kind in columns.kinds.items():
-        if index >= len(cells) or not cells[index]:
+        text = cells[index]
+        if not text:
             continue
-        for part in cells[index].split("|"):
+        for part in text.split("|"):
             display = part.strip()
             if not display:
                 continue
@@ -359,22 +386,21 @@ def _parse_row(
             lists.setdefault((kind, slug), display)
     for ref in extra_lists:
         lists.setdefault((ref.kind, ref.slug), ref.name)
-    attributes = {
-        key: cells[index]
-        for index, key in columns.attributes.items()
-        if index < len(cells) and cells[index]
-    }
+    attributes = {key: cells[i] for i, key in columns.attributes.items() if cells[i]}
+    index = fields.get("name")
+    name = cells[index] if index is not None else ""
+    index = fields.get("organization")
     return _Row(
-        number=number,
-        email=address.email,
-        email_ascii=ascii_form(address),
-        key=address.key,
-        name=cell("name") or address.display_name,
-        organization=cell("organization"),
-        language=language,
-        status=status,
-        lists=lists,
-        attributes=attributes,
+        number,
+        address.email,
+        ascii_form(address),
+        address.key,
+        name or address.display_name,
+        cells[index] if index is not None else "",
+        language,
+        status,
+        lists,
+        attributes,
     )
 
 
@@ -458,6 +484,7 @@ def _plan_and_apply(
     from mailer.store import contacts as q
     from mailer.timeutil import to_db
 
+    q.use_bulk_cache(conn)
     existing = q.all_contacts_by_key(conn)
     suppressed = q.suppression_hashes(conn)
     list_ids = q.all_list_ids(conn)
@@ -497,7 +524,7 @@ def _plan_and_apply(
                     row.organization,
                     row.language or default_language,
                     row.status or "subscribed",
-                    json.dumps(row.attributes, ensure_ascii=False, sort_keys=True),
+                    _to_json(row.attributes) if row.attributes else "{}",
                     consent,
                     stamp,
                     stamp,
@@ -539,7 +566,7 @@ def _plan_and_apply(
                     name,
                     organization,
                     language,
-                    json.dumps(attributes, ensure_ascii=False, sort_keys=True),
+                    _to_json(attributes),
                     stamp,
                     contact_id,
                 )
