@@ -37,18 +37,52 @@ def clean_line(text: str) -> str:
 
 
 _validator: Any = None
+_domains: dict[str, tuple[str, str]] = {}  # domain as written -> (domain, ASCII domain)
+_PROBE_DOMAIN = "a.fi"  # a short valid domain to check a local part beside
 
 
-def parse_address(raw: str) -> Address:
-    """Validate `raw` (an address or `Name <address>`) and return its normalised form."""
+def _email_validator() -> Any:
     global _validator
     if _validator is None:
         # Imported on first use: `mailer --help` must not pay for email-validator.
         import email_validator
 
         _validator = email_validator
-    EmailNotValidError = _validator.EmailNotValidError
+    return _validator
 
+
+def validate(addr: str) -> tuple[str, str | None, str, str]:
+    """Check `addr` with email-validator: (local part, ASCII local part or None, domain,
+    ASCII domain). Raises email_validator.EmailNotValidError.
+
+    A spreadsheet repeats a few domains over thousands of rows, and checking the domain is
+    most of email-validator's work, so each domain is checked once and the local part is
+    checked beside a short valid domain. Anything the split path does not accept, and any
+    address long enough to meet the length limits, goes through one whole check, so the
+    result and every error message are email-validator's own.
+    """
+    v = _email_validator()
+    local, at, domain = addr.rpartition("@")
+    if at and local and domain and domain[0] != "[" and len(addr.encode("utf-8")) <= 200:
+        try:
+            known = _domains.get(domain)
+            if known is None:
+                info = v.validate_email("a@" + domain, check_deliverability=False)
+                known = (info.domain, info.ascii_domain)
+                if len(_domains) < 100_000:
+                    _domains[domain] = known
+            info = v.validate_email(local + "@" + _PROBE_DOMAIN, check_deliverability=False)
+        except v.EmailNotValidError:
+            pass  # the whole check below gives email-validator's exact reason
+        else:
+            return info.local_part, info.ascii_local_part, known[0], known[1]
+    info = v.validate_email(addr, check_deliverability=False)
+    return info.local_part, info.ascii_local_part, info.domain, info.ascii_domain
+
+
+def parse_address(raw: str) -> Address:
+    """Validate `raw` (an address or `Name <address>`) and return its normalised form."""
+    v = _email_validator()
     text = clean_line(raw)
     if not text:
         raise AddressError("empty e-mail address")
@@ -61,15 +95,14 @@ def parse_address(raw: str) -> Address:
     else:
         addr = text
     try:
-        info = _validator.validate_email(addr, check_deliverability=False)
-    except EmailNotValidError as exc:
+        local, ascii_local, domain, ascii_domain = validate(addr)
+    except v.EmailNotValidError as exc:
         error = AddressError(f"{addr!r}: {exc}")
         error.reason = str(exc)  # without the address, for reports that show it beside
         raise error from None
-    ascii_email = info.ascii_email
-    domain_ascii = ascii_email.rsplit("@", 1)[1] if ascii_email else info.domain
-    key = f"{info.local_part.casefold()}@{domain_ascii.lower()}"
-    return Address(info.normalized, ascii_email, key, display)
+    ascii_email = f"{ascii_local}@{ascii_domain}" if ascii_local and ascii_domain else None
+    key = f"{local.casefold()}@{ascii_domain.lower()}"
+    return Address(f"{local}@{domain}", ascii_email, key, display)
 
 
 def ascii_form(address: Address) -> str:

@@ -377,3 +377,14 @@ def test_too_many_cells_and_a_bad_list_name_are_invalid_rows(workspace, tmp_path
     res = workspace.cli("contacts", "import", str(path))
     assert "row 2: invalid" in res.stdout and "row 3: invalid" in res.stdout
     assert "1 added" in res.stdout
+
+
+def test_excel_sep_line_names_the_delimiter_and_is_not_a_row(workspace, tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(
+        "sep=,\r\nSähköposti,Kieli\r\na@example.com,fi\r\nbad@,fi\r\n".encode("cp1252")
+    )
+    res = workspace.cli("contacts", "import", str(path))
+    assert res.exit_code == 0, res.stderr
+    assert "row 3: invalid: bad@" in res.stdout
+    assert "1 added" in res.stdout
