@@ -9,6 +9,15 @@ from typing import Any
 from mailer.errors import AddressError
 
 
+class InvalidAddress(AddressError):
+    """email-validator refused an address; `reason` is its message without the address."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"{address!r}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Address:
     email: str  # normalised, as printed: local part as written, domain lower-cased (Unicode)
@@ -97,9 +106,7 @@ def parse_address(raw: str) -> Address:
     try:
         local, ascii_local, domain, ascii_domain = validate(addr)
     except v.EmailNotValidError as exc:
-        error = AddressError(f"{addr!r}: {exc}")
-        error.reason = str(exc)  # without the address, for reports that show it beside
-        raise error from None
+        raise InvalidAddress(addr, str(exc)) from None
     ascii_email = f"{ascii_local}@{ascii_domain}" if ascii_local and ascii_domain else None
     key = f"{local.casefold()}@{ascii_domain.lower()}"
     return Address(f"{local}@{domain}", ascii_email, key, display)

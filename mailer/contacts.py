@@ -163,7 +163,9 @@ def add_contact(
             list_id = q.ensure_list(conn, ref.kind, ref.slug, ref.name, now)
             if q.add_membership(conn, list_id, contact_id) and outcome == "unchanged":
                 outcome = "updated"
-        view = _view(q.get_contact(conn, contact_id), q.contact_lists(conn, contact_id))
+        stored = q.get_contact(conn, contact_id)
+        assert stored is not None
+        view = _view(stored, q.contact_lists(conn, contact_id))
     return AddReport(view, outcome)
 
 

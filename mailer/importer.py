@@ -21,7 +21,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailer.addresses import ascii_form, clean_line, parse_address, suppression_hash
+from mailer.addresses import (
+    InvalidAddress,
+    ascii_form,
+    clean_line,
+    parse_address,
+    suppression_hash,
+)
 from mailer.config import LANGUAGES
 from mailer.errors import AddressError, FileInputError, InputError, MailerError
 from mailer.lists import ListRef, parse_list_ref, slugify
@@ -363,7 +369,9 @@ def _parse_row(
     try:
         address = parse_address(raw_email)
     except AddressError as exc:
-        raise _Invalid(raw_email, getattr(exc, "reason", exc.message)) from None
+        raise _Invalid(
+            raw_email, exc.reason if isinstance(exc, InvalidAddress) else exc.message
+        ) from None
     index = fields.get("language")
     language = None
     if index is not None and cells[index]:
