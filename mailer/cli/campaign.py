@@ -2,8 +2,94 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from mailer.cli._common import check_format, get_config, open_store, print_json, print_rows
 
 app = typer.Typer(
     help="Create, list, show and cancel campaigns (newsletter issues).", no_args_is_help=True
 )
+
+LIST_COLUMNS = ("name", "status", "send_at", "segment", "recipients", "sent", "pending")
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="The campaign file (TOML)."),
+) -> None:
+    """Check a campaign file (segment, items, template) and store it; print its name.
+
+    A campaign that has not started sending may be created again from its edited file.
+
+    Example: mailer campaign create campaigns/2018-11.toml
+    """
+    from mailer.cli._common import err
+    from mailer.delivery import create_campaign
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        report = create_campaign(store, config, path)
+    typer.echo(report.name)
+    verb = "updated" if report.updated else "created"
+    err(f"Campaign {report.name} {verb} ({report.status}).")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    fmt: str = typer.Option("table", "--format", help="Output format: table, csv or json."),
+) -> None:
+    """List campaigns with their status and counts.
+
+    Example: mailer campaign list --format json
+    """
+    from mailer.delivery import list_campaigns
+
+    check_format(fmt)
+    config = get_config(ctx)
+    with open_store(config) as store:
+        rows = [info.to_dict() for info in list_campaigns(store)]
+    print_rows(rows, LIST_COLUMNS, fmt)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The campaign's name."),
+    fmt: str = typer.Option("table", "--format", help="Output format: table or json."),
+) -> None:
+    """Show one campaign: status, schedule, segment and delivery counts.
+
+    Example: mailer campaign show 2018-11
+    """
+    from mailer.delivery import show_campaign
+
+    check_format(fmt)
+    config = get_config(ctx)
+    with open_store(config) as store:
+        info = show_campaign(store, name).to_dict()
+    if fmt == "json":
+        print_json(info)
+    else:
+        print_rows([{"field": k, "value": v} for k, v in info.items()], ("field", "value"), fmt)
+
+
+@app.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The campaign's name."),
+) -> None:
+    """Cancel a campaign that is not sent; a run sending it stops within seconds.
+
+    Example: mailer campaign cancel 2018-11
+    """
+    from mailer.cli._common import err
+    from mailer.delivery import cancel_campaign
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        info = cancel_campaign(store, name)
+    err(f"Campaign {info.name} cancelled; {info.counts['pending']} recipients were not sent.")

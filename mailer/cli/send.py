@@ -1,7 +1,270 @@
-"""Top-level commands: see the functions below."""
+"""Top-level sending commands: send, send-due, stats."""
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
 
+from mailer.cli._common import (
+    check_format,
+    err,
+    get_config,
+    is_terminal,
+    open_store,
+    print_json,
+    print_rows,
+)
+
 app = typer.Typer()
+
+LOG_EVERY = 5.0  # seconds between progress lines when there is no terminal
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class _Progress:
+    """A progress bar on a terminal; a log line every few seconds otherwise."""
+
+    def __init__(self, terminal: bool) -> None:
+        self.terminal = terminal
+        self.last = 0.0
+        self.drawn = False
+
+    def __call__(self, p: Any) -> None:
+        counts = (
+            f"sent {p.sent}  failed {p.failed}  deferred {p.deferred}"
+            f"  unknown {p.unknown}  skipped {p.skipped}"
+        )
+        tail = f"{p.rate:.0f} msg/s  left {_duration(p.eta)}"
+        if self.terminal:
+            total = max(p.total, 1)
+            filled = int(30 * min(p.done, total) / total)
+            bar = "#" * filled + "-" * (30 - filled)
+            sys.stderr.write(f"\r{p.campaign} [{bar}] {p.done}/{p.total}  {counts}  {tail}\x1b[K")
+            sys.stderr.flush()
+            self.drawn = True
+            return
+        now = time.monotonic()
+        if now - self.last >= LOG_EVERY:
+            self.last = now
+            err(f"{p.campaign}: {p.done}/{p.total}  {counts}  {tail}")
+
+    def end(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _summary(report: Any) -> None:
+    name = report.campaign
+    if report.became_unknown:
+        shown = ", ".join(report.became_unknown[:10])
+        more = (
+            f" and {len(report.became_unknown) - 10} more"
+            if len(report.became_unknown) > 10
+            else ""
+        )
+        err(
+            f"{name}: {len(report.became_unknown)} recipient(s) were in flight when an earlier "
+            f"run stopped; they are `unknown` and are not resent: {shown}{more}. "
+            f"`mailer send {name} --resend-unknown` sends them again."
+        )
+    if report.nothing_to_do:
+        err(f"{name}: {report.stopped_reason}; nothing sent (status {report.status}).")
+        return
+    err(
+        f"{name}: sent {report.sent}, failed {report.failed}, deferred {report.deferred},"
+        f" unknown {report.unknown}, skipped {report.skipped} in {report.elapsed:.1f}s"
+        f" ({report.rate:.0f} msg/s); campaign {report.status}, {report.remaining} left."
+    )
+    if report.refused:
+        err(f"{name}: {report.refused} address(es) need SMTPUTF8, which the server does not offer.")
+    if report.unknown_now:
+        err(
+            f"{name}: the connection was lost after the whole message was sent to "
+            f"{', '.join(report.unknown_now[:10])}: the server may hold it, so it is `unknown` "
+            "and not resent."
+        )
+    if report.quota_exhausted:
+        err(
+            f"{name}: {report.stopped_reason}; {report.remaining} left pending. "
+            "`mailer send-due` goes on when the quota allows."
+        )
+    elif report.deferred and report.status == "sending":
+        err(
+            f"{name}: deferred recipients are retried later by `mailer send-due`"
+            f" or now by `mailer send {name}`."
+        )
+    if report.stopped_reason and not report.quota_exhausted:
+        err(f"{name}: stopped: {report.stopped_reason}.")
+
+
+def _paused_error(report: Any) -> Exception:
+    from mailer.errors import MailerError
+
+    return MailerError(
+        f"campaign {report.campaign} paused after {report.pause_reason}; when the server works "
+        f"again, `mailer send {report.campaign}` continues it"
+    )
+
+
+@app.command()
+def send(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The campaign's name."),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Send without asking (needed without a terminal)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Write the real messages of a sample as .eml files; send nothing."
+    ),
+    out: Path = typer.Option(
+        None, "--out", help="Folder for --dry-run files (default ./dry-run/NAME/)."
+    ),
+    test_to: str = typer.Option(
+        None,
+        "--test-to",
+        metavar="EMAIL",
+        help="Send one sample message, marked as a test, to EMAIL.",
+    ),
+    connections: int = typer.Option(
+        None, "--connections", min=1, help="Parallel SMTP connections (default smtp.connections)."
+    ),
+    rate: float = typer.Option(
+        None, "--rate", min=0, help="Messages per second over all connections (default smtp.rate)."
+    ),
+    resend_unknown: bool = typer.Option(
+        False, "--resend-unknown", help="Send again to recipients whose delivery is `unknown`."
+    ),
+) -> None:
+    """Send a campaign, or continue one that stopped; retries deferred recipients now.
+
+    Example: mailer send 2018-11 --yes
+    """
+    from mailer import delivery
+    from mailer.errors import InputError
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        if dry_run:
+            target = out or Path("dry-run") / name
+            report = delivery.dry_run(store, config, name, target)
+            for path in report.files:
+                typer.echo(str(path))
+            err(f"{name}: wrote {len(report.files)} sample message(s) to {target}; nothing sent.")
+            return
+        if out is not None:
+            raise InputError("--out goes with --dry-run")
+        if test_to:
+            delivery.send_test(store, config, name, test_to)
+            err(f"{name}: test message sent to {test_to}; no delivery recorded.")
+            return
+        terminal = is_terminal(sys.stderr) and is_terminal(sys.stdin)
+        if not yes:
+            if not terminal:
+                raise InputError(
+                    "refusing to send without a terminal to confirm; pass --yes "
+                    "(or use `mailer send-due` from cron)"
+                )
+            count = delivery.audience_size(store, config, name)
+            if not typer.confirm(f"Send campaign {name} to {count} recipient(s)?"):
+                err("Nothing sent.")
+                return
+        progress = _Progress(is_terminal(sys.stderr))
+        options = delivery.SendOptions(
+            connections=connections, rate=rate, resend_unknown=resend_unknown
+        )
+        try:
+            report = delivery.send_campaign(store, config, name, options=options, progress=progress)
+        finally:
+            progress.end()
+    _summary(report)
+    if report.paused:
+        raise _paused_error(report)
+
+
+@app.command("send-due")
+def send_due(ctx: typer.Context) -> None:
+    """Send every campaign whose send_at has passed and continue unfinished ones (for cron).
+
+    Campaigns more than defaults.max_late_hours late and campaigns another run holds are
+    skipped and reported (exit 0). Never prompts.
+
+    Example: */5 * * * * cd /srv/uutiset && mailer send-due
+    """
+    from mailer import delivery
+
+    config = get_config(ctx)
+    progress = _Progress(is_terminal(sys.stderr))
+    with open_store(config) as store:
+        try:
+            report = delivery.send_due(store, config, progress=progress)
+        finally:
+            progress.end()
+    if not report.items:
+        err("Nothing due.")
+    paused = None
+    for item in report.items:
+        if item.report is not None:
+            _summary(item.report)
+            if item.report.paused:
+                paused = item.report
+        elif item.action == "late":
+            err(f"{item.campaign}: skipped, late: {item.detail}.")
+        elif item.action == "held":
+            err(f"{item.campaign}: skipped: {item.detail}.")
+        else:
+            err(f"{item.campaign}: {item.detail}.")
+    if paused is not None:
+        raise _paused_error(paused)
+
+
+STATS_FIELDS = (
+    "campaign",
+    "status",
+    "recipients",
+    "sent",
+    "failed",
+    "deferred",
+    "pending",
+    "unknown",
+    "skipped",
+    "unsubscribed",
+)
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The campaign's name."),
+    fmt: str = typer.Option("table", "--format", help="Output format: table or json."),
+) -> None:
+    """Show how a campaign's deliveries stand and how many unsubscribed through it.
+
+    Example: mailer stats 2018-11 --format json
+    """
+    from mailer.delivery import campaign_stats
+    from mailer.errors import InputError
+
+    if check_format(fmt) == "csv":
+        raise InputError("--format must be table or json")
+    config = get_config(ctx)
+    with open_store(config) as store:
+        data = campaign_stats(store, name).to_dict()
+    if fmt == "json":
+        print_json({key: data[key] for key in STATS_FIELDS})
+    else:
+        print_rows([{"field": k, "value": data[k]} for k in STATS_FIELDS], ("field", "value"))

@@ -1,7 +1,106 @@
-"""Top-level commands: see the functions below."""
+"""Top-level commands of the unsubscribe service: `serve` and `unsubscribes`."""
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
+from mailer.cli._common import check_format, err, get_config, open_store, print_rows
+
 app = typer.Typer()
+
+EVENT_COLUMNS = ("at", "action", "source", "campaign", "email")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option(None, "--host", help="Address to listen on (default: web.host)."),
+    port: int = typer.Option(None, "--port", help="Port to listen on (default: web.port)."),
+) -> None:
+    """Serve the unsubscribe pages and the RFC 8058 one-click endpoint (uvicorn).
+
+    Put it behind an HTTPS proxy at web.base_url. SIGTERM or Ctrl-C stops it cleanly.
+    The access log on stderr shows neither tokens nor addresses.
+
+    Example: mailer serve --host 127.0.0.1 --port 8080
+    """
+    import signal
+    import socket
+
+    import uvicorn
+
+    from mailer.errors import MailerError
+    from mailer.web import create_app
+
+    config = get_config(ctx)
+    config.secret()  # no secret: refuse now rather than 404 every link
+    host = host or config.web.host
+    port = config.web.port if port is None else port
+    open_store(config).close()  # the database exists and is migrated
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        raise MailerError(f"cannot listen: {exc.strerror or exc}", where=f"{host}:{port}") from None
+    port = sock.getsockname()[1]
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config, access_log=log),
+            access_log=False,  # ours masks the token and leaves out the client address
+            log_level="warning",
+            server_header=False,
+            proxy_headers=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+    )
+    # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown) and afterwards re-raises
+    # the signal to the handlers it found; make those no-ops so a stop exits 0.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    err(f"serving on http://{host}:{port} (SIGTERM or Ctrl-C stops)")
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    if not server.started:
+        raise MailerError("the server did not start", where=f"{host}:{port}")
+    err("stopped")
+
+
+@app.command("unsubscribes")
+def unsubscribes_command(
+    ctx: typer.Context,
+    campaign: str = typer.Option(
+        None, "--campaign", metavar="NAME", help="Only events through this campaign's links."
+    ),
+    since: str = typer.Option(
+        None,
+        "--since",
+        metavar="DATE",
+        help="Only events at or after DATE (YYYY-MM-DD, Helsinki time, or ISO date-time).",
+    ),
+    fmt: str = typer.Option("table", "--format", help="Output format: table, csv or json."),
+) -> None:
+    """List unsubscribe and resubscribe events (time UTC, action, source, campaign, address).
+
+    Example: mailer unsubscribes --campaign 2026-11 --since 2026-11-01 --format csv
+    """
+    check_format(fmt)
+    from mailer.unsubscribes import events, parse_since
+
+    moment = parse_since(since) if since else None
+    config = get_config(ctx)
+    with open_store(config) as store:
+        rows = [event.to_dict() for event in events(store, campaign=campaign, since=moment)]
+    print_rows(rows, EVENT_COLUMNS, fmt)

@@ -33,6 +33,71 @@ def init(
 
 
 @app.command()
+def demo(
+    ctx: typer.Context,
+    directory: Path = typer.Argument(
+        Path("mailer-demo"), help="Folder for the demo workspace (created if missing)."
+    ),
+) -> None:
+    """Run the whole job on the embedded demo data: import, render, send to a local server.
+
+    Creates (or reuses) a workspace, imports the Arctic Smartness demo contacts, writes the
+    news of 6 November 2018 in Finnish and English, renders a preview, starts a capture
+    SMTP server on loopback and sends the newsletter to `municipality:* or company:*`.
+    Running it again sends nobody a second copy.
+
+    Example: mailer demo
+    """
+    from mailer.cli._common import err, is_terminal
+    from mailer.demo import run_demo
+
+    terminal = is_terminal()
+
+    def progress(p: object) -> None:
+        if terminal:
+            done, total = getattr(p, "done", 0), getattr(p, "total", 0)
+            err_line = f"\rSending {done}/{total}"
+            typer.echo(err_line, err=True, nl=False)
+
+    report = run_demo(directory, environ=state(ctx).environ, progress=progress)
+    if terminal:
+        typer.echo("", err=True)
+    cfg = report.workspace / "mailer.toml"
+    rel = _relative(report.workspace)
+    say = typer.echo
+    say(f"Workspace   {rel}/ ({'created' if report.created else 'already there, reused'})")
+    for imp in report.imports:
+        say(f"Contacts    {Path(imp.path).name}: {imp.summary()}")
+        for problem in imp.problems:
+            err(f"            row {problem.row}: {problem.outcome}: {problem.reason}")
+    for path in report.previews:
+        say(f"Preview     {_relative(path)}")
+    if report.already_sent:
+        say(
+            f"Campaign    {report.campaign} was already sent to {report.recipients} recipients;"
+            " nobody gets a second copy"
+        )
+    else:
+        say(
+            f"Campaign    {report.campaign}: sent {report.sent_now} of {report.recipients}"
+            " to the capture server"
+        )
+    say(f"Maildir     {_relative(report.maildir)}/ ({report.maildir_count} messages)")
+    say(f"Stats       mailer --config {_relative(cfg)} stats {report.campaign}")
+    say(f"Unsubscribe mailer --config {_relative(cfg)} serve   # then open:")
+    say(f"            {report.unsubscribe_url}")
+
+
+def _relative(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+@app.command()
 def backup(
     ctx: typer.Context,
     target: Path = typer.Argument(..., help="File to write the copy to (must not exist)."),
@@ -52,3 +117,40 @@ def backup(
     with open_store(config) as store:
         store.backup(target)
     typer.echo(f"Backed up {config.database_path} to {target}")
+
+
+@app.command()
+def capture(
+    ctx: typer.Context,
+    port: int = typer.Option(1025, "--port", "-p", help="Port to listen on (loopback)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    maildir: Path = typer.Option(
+        None, "--maildir", help="Maildir to write into (default: ./captured next to the config)."
+    ),
+) -> None:
+    """Run a local SMTP server that keeps every message it receives in a Maildir.
+
+    Point [smtp] at it (host = "127.0.0.1", port = 1025, security = "none") to try
+    templates with real sending; stop it with Ctrl-C.
+
+    Example: mailer capture --port 1025
+    """
+    import signal
+    import threading
+
+    from mailer.capture import CaptureServer
+    from mailer.cli._common import err
+
+    if maildir is None:
+        from mailer.config import find_config_path
+
+        config_path = find_config_path(state(ctx).config_path, state(ctx).environ)
+        base = config_path.absolute().parent if config_path.exists() else Path.cwd()
+        maildir = base / "captured"
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with CaptureServer(maildir, host=host, port=port) as server:
+        err(f"Capturing SMTP on {host}:{server.port} into {maildir} (Ctrl-C stops)")
+        stop.wait()
+    err(f"Stopped; {server.received} message(s) captured in {maildir}")

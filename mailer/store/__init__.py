@@ -83,8 +83,11 @@ class Store:
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
         )
-        applied = []
+        applied: list[str] = []
+        done_before = set(self.applied_migrations())
         for name, sql in _migrations():
+            if name in done_before:
+                continue  # no write lock needed: a reader must not wait for a running send
             with self.transaction() as conn:
                 done = conn.execute(
                     "SELECT 1 FROM schema_migrations WHERE name = ?", (name,)

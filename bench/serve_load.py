@@ -1,0 +1,290 @@
+"""Load on `mailer serve`: 2,000 one-click POSTs from 50 concurrent clients, during a send.
+
+    python bench/serve_load.py [--requests 2000] [--clients 50] [--writer-rate 800]
+
+Loopback only. Runs in one temporary workspace made by `mailer init`:
+  1. baseline: GET /healthz (the server and framework alone, no database);
+  2. one-click POSTs on an idle database;
+  3. one-click POSTs while a concurrent writer process simulates `mailer send`'s database
+     load (per message: claim the delivery in one transaction, read the contact's status and
+     mark it sent in another, paced at --writer-rate messages/s, the rate of a fast SMTP relay).
+Prints requests/s, p50/p99 latency, errors and unsubscribes recorded, and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+SECRET = "bench-secret"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mailer.store import Store  # noqa: E402
+from mailer.store.contacts import insert_contact  # noqa: E402
+from mailer.timeutil import now_utc, to_db  # noqa: E402
+from mailer.tokens import make_token  # noqa: E402
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def populate(db: Path, contacts: int, deliveries: int) -> tuple[int, list[int], int]:
+    """Return (campaign id, the ids of `contacts` fresh contacts, the first delivery id)."""
+    store = Store(db)
+    now = now_utc()
+    with store.transaction() as conn:
+        campaign = conn.execute(
+            "INSERT INTO campaigns (name, source_path, definition, segment, status, created_at)"
+            " VALUES ('bench', 'bench.toml', '{\"subject\": \"Bench\"}', 'all', 'sending', ?)",
+            (to_db(now),),
+        ).lastrowid
+        ids = []
+        for i in range(contacts + deliveries):
+            email = f"reader{i}@example.com"
+            ids.append(
+                insert_contact(
+                    conn,
+                    email=email,
+                    email_ascii=email,
+                    email_key=email,
+                    name=f"Reader {i}",
+                    organization="",
+                    language=("fi", "en", "sv", "se")[i % 4],
+                    attributes={},
+                    consent_source="bench",
+                    now=now,
+                )
+            )
+        # The simulated send works through its own audience (not the clicking readers).
+        first = None
+        for cid in ids[contacts:]:
+            did = conn.execute(
+                "INSERT INTO deliveries (campaign_id, contact_id, language, updated_at)"
+                " VALUES (?, ?, 'fi', ?)",
+                (campaign, cid, to_db(now)),
+            ).lastrowid
+            first = first or did
+    store.close()
+    return int(campaign), ids[:contacts], int(first or 0)
+
+
+def writer(db: str, first: int, rate: float, stop, done) -> None:
+    """Simulate a send's database traffic until `stop` is set (runs in its own process)."""
+    store = Store(db, migrate=False)
+    interval = 1.0 / rate if rate > 0 else 0.0
+    start = time.perf_counter()
+    n = 0
+    while not stop.is_set():
+        did = first + n
+        now = to_db(now_utc())
+        with store.transaction() as conn:
+            conn.execute(
+                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1,"
+                " owner = 'bench', updated_at = ? WHERE id = ? AND status = 'pending'",
+                (now, did),
+            )
+        with store.transaction() as conn:
+            conn.execute(
+                "SELECT c.status FROM contacts c JOIN deliveries d ON d.contact_id = c.id"
+                " WHERE d.id = ?",
+                (did,),
+            ).fetchone()
+            conn.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, updated_at = ?,"
+                " message_id = ? WHERE id = ? AND status = 'sending'",
+                (now, now, f"<{did}@bench.example>", did),
+            )
+        n += 1
+        if interval:
+            delay = start + n * interval - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+    done.value = n / (time.perf_counter() - start)
+    store.close()
+
+
+def load(port: int, requests: list[tuple[str, str, bytes, dict]], clients: int) -> dict:
+    """Send `requests` from `clients` threads, each on its own keep-alive connection."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    cursor = iter(range(len(requests)))
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while True:
+            with lock:
+                i = next(cursor, None)
+            if i is None:
+                break
+            method, path, body, headers = requests[i]
+            t0 = time.perf_counter()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                ok = resp.status == 200
+                status = str(resp.status)
+            except (OSError, http.client.HTTPException) as exc:
+                ok, status = False, type(exc).__name__
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            elapsed = time.perf_counter() - t0
+            with lock:
+                latencies.append(elapsed)
+                if not ok:
+                    errors.append(status)
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    wall = time.perf_counter() - t0
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / wall,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
+        "wall_s": wall,
+    }
+
+
+def one_clicks(campaign: int, ids: list[int]) -> list[tuple[str, str, bytes, dict]]:
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    body = b"List-Unsubscribe=One-Click"
+    return [
+        ("POST", f"/u/{make_token(SECRET.encode(), campaign, cid)}", body, headers) for cid in ids
+    ]
+
+
+def recorded(db: Path, ids: list[int]) -> tuple[int, int]:
+    """Return (contacts now unsubscribed, one-click events) among `ids`."""
+    store = Store(db, migrate=False)
+    lo, hi = min(ids), max(ids)
+    unsub = store.conn.execute(
+        "SELECT count(*) FROM contacts WHERE id BETWEEN ? AND ? AND status = 'unsubscribed'",
+        (lo, hi),
+    ).fetchone()[0]
+    events = store.conn.execute(
+        "SELECT count(*) FROM unsubscribe_events WHERE contact_id BETWEEN ? AND ?"
+        " AND action = 'unsubscribe' AND source = 'one-click'",
+        (lo, hi),
+    ).fetchone()[0]
+    store.close()
+    return int(unsub), int(events)
+
+
+def show(name: str, r: dict, extra: str = "") -> None:
+    kinds = f" {r['error_kinds']}" if r["errors"] else ""
+    print(
+        f"{name:<34} {r['requests']:>5} req  {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms"
+        f"  p99 {r['p99_ms']:6.1f} ms  errors {r['errors']}{kinds}"
+        f"{extra}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--writer-rate", type=float, default=800.0, help="messages/s; 0 = flat out")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
+    env = dict(os.environ, MAILER_SECRET=SECRET, MAILER_CONFIG=str(tmp / "ws" / "mailer.toml"))
+    subprocess.run(
+        [sys.executable, "-m", "mailer", "init", str(tmp / "ws")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    db = tmp / "ws" / "mailer.db"
+    campaign, ids, first_delivery = populate(db, 2 * args.requests, 200_000)
+    idle_ids, busy_ids = ids[: args.requests], ids[args.requests :]
+
+    port = free_port()
+    log = (tmp / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=tmp / "ws",
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/healthz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("mailer serve did not start") from None
+                time.sleep(0.1)
+
+        print(
+            f"mailer serve on 127.0.0.1:{port}; {args.requests} requests, {args.clients} clients,"
+            f" {os.cpu_count()} CPUs"
+        )
+        health = load(port, [("GET", "/healthz", b"", {})] * args.requests, args.clients)
+        show("baseline GET /healthz", health)
+
+        idle = load(port, one_clicks(campaign, idle_ids), args.clients)
+        unsub, events = recorded(db, idle_ids)
+        show("one-click POST, idle database", idle, f"  recorded {events}/{len(idle_ids)}")
+
+        stop, rate = multiprocessing.Event(), multiprocessing.Value("d", 0.0)
+        proc = multiprocessing.Process(
+            target=writer, args=(str(db), first_delivery, args.writer_rate, stop, rate)
+        )
+        proc.start()
+        time.sleep(1.0)  # the send is under way
+        busy = load(port, one_clicks(campaign, busy_ids), args.clients)
+        stop.set()
+        proc.join(timeout=30)
+        unsub_b, events_b = recorded(db, busy_ids)
+        show("one-click POST, during a send", busy, f"  recorded {events_b}/{len(busy_ids)}")
+        print(f"simulated send wrote {rate.value:.0f} messages/s (2 transactions each) meanwhile")
+        print(
+            f"ratio during-send / idle: {busy['rps'] / idle['rps']:.2f} (req/s), "
+            f"p99 {busy['p99_ms'] / idle['p99_ms']:.2f}x"
+        )
+        print(f"ratio one-click / healthz: {idle['rps'] / health['rps']:.2f} (req/s)")
+        ok = (
+            idle["errors"] == busy["errors"] == 0
+            and unsub == events == len(idle_ids)
+            and unsub_b == events_b == len(busy_ids)
+        )
+        print("goal (0 errors, every unsubscribe recorded):", "met" if ok else "NOT met")
+        return 0 if ok else 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""`mailer demo`: the whole job on the embedded demo data, against a local capture server."""
+
+from __future__ import annotations
+
+import dataclasses
+import mailbox
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from pathlib import Path
+
+from mailer.capture import CaptureServer
+from mailer.config import Config, load_config
+from mailer.errors import NotFoundError
+from mailer.importer import ImportReport
+from mailer.resources import data_dir
+from mailer.store import Store
+from mailer.timeutil import now_utc
+
+DEMO_SMTP = (
+    'host = "localhost"\nport = 587\nsecurity = "starttls"',
+    'host = "127.0.0.1"\nport = 1025               # `mailer capture`\nsecurity = "none"',
+)
+DEMO_BASE_URL = (
+    'base_url = "https://uutiset.arcticsmartness.eu"',
+    'base_url = "http://127.0.0.1:8080"   # `mailer serve` on this machine',
+)
+
+
+@dataclass
+class DemoReport:
+    workspace: Path
+    created: bool
+    imports: list[ImportReport] = field(default_factory=list)
+    previews: list[Path] = field(default_factory=list)
+    campaign: str = ""
+    campaign_created: bool = False
+    sent_now: int = 0
+    already_sent: bool = False
+    send_summary: str = ""
+    maildir: Path | None = None
+    maildir_count: int = 0
+    recipients: int = 0
+    unsubscribe_url: str = ""
+
+
+def run_demo(
+    directory: Path,
+    *,
+    environ: dict[str, str],
+    progress: Callable[[object], None] | None = None,
+) -> DemoReport:
+    """Create (or reuse) a demo workspace, import, render, send to a capture server."""
+    from mailer.campaigns import load_campaign
+    from mailer.delivery import (
+        SendOptions,
+        campaign_stats,
+        create_campaign,
+        send_campaign,
+        show_campaign,
+    )
+    from mailer.importer import import_contacts
+    from mailer.render import store_sample_finder, write_previews
+    from mailer.workspace import init_workspace
+
+    directory = directory.absolute()
+    config_path = directory / "mailer.toml"
+    created = not config_path.exists()
+    if created:
+        init_workspace(directory, environ=environ)
+        text = config_path.read_text(encoding="utf-8")
+        for old, new in (DEMO_SMTP, DEMO_BASE_URL):
+            text = text.replace(old, new)
+        config_path.write_text(text, encoding="utf-8")
+    config = load_config(config_path, environ)
+    report = DemoReport(directory, created)
+
+    news = directory / "news"
+    news.mkdir(exist_ok=True)
+    for source in sorted(Path(str(data_dir_of_demo())).iterdir()):
+        if source.suffix in (".md", ".toml"):
+            shutil.copyfile(source, news / source.name)
+
+    with Store(config.database_path) as store:
+        for csv_file in sorted(data_dir("contacts").glob("*.csv")):
+            report.imports.append(import_contacts(store, config, csv_file, now=now_utc()))
+
+        spec = load_campaign(news / "campaign.toml", config)
+        report.campaign = spec.name
+        preview = write_previews(
+            config,
+            spec,
+            directory / "preview",
+            now=now_utc(),
+            find_sample=store_sample_finder(store.conn),
+        )
+        report.previews = [p for p in preview.files if p.suffix == ".html"]
+
+        try:
+            show_campaign(store, spec.name)
+        except NotFoundError:
+            create_campaign(store, config, news / "campaign.toml")
+            report.campaign_created = True
+
+        report.maildir = directory / "maildir"
+        with CaptureServer(report.maildir) as server:
+            send_config = _pointed_at(config, server.port)
+            result = send_campaign(
+                store, send_config, spec.name, options=SendOptions(), progress=progress
+            )
+        report.sent_now = result.sent
+        report.already_sent = result.nothing_to_do
+        report.send_summary = result.stopped_reason
+        stats = campaign_stats(store, spec.name)
+        report.recipients = stats.recipients
+
+    box = mailbox.Maildir(str(report.maildir), create=True)
+    report.maildir_count = len(box)
+    for key in box.iterkeys():
+        with box.get_file(key) as handle:
+            headers = BytesHeaderParser().parse(handle)  # type: ignore[arg-type]
+        url = str(headers.get("List-Unsubscribe", ""))
+        report.unsubscribe_url = url.split(",")[0].strip().strip("<>")
+        break
+    return report
+
+
+def data_dir_of_demo() -> Path:
+    """The bundled demo news items and campaign file."""
+    return Path(__file__).resolve().parent / "demo_content"
+
+
+def _pointed_at(config: Config, port: int) -> Config:
+    smtp = dataclasses.replace(
+        config.smtp,
+        host="127.0.0.1",
+        port=port,
+        security="none",
+        username="",
+        rate=0.0,
+        per_minute=0,
+        per_day=0,
+    )
+    return dataclasses.replace(config, smtp=smtp)

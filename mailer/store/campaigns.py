@@ -1,0 +1,232 @@
+"""Named queries on campaigns, their frozen variants, leases and the relay quota counters."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from mailer.timeutil import to_db
+
+CAMPAIGN_STATUSES = ("draft", "scheduled", "sending", "paused", "sent", "cancelled")
+
+
+def insert_campaign(
+    conn: sqlite3.Connection,
+    *,
+    name: str,
+    source_path: str,
+    definition: str,
+    segment: str,
+    status: str,
+    send_at: datetime | None,
+    now: datetime,
+) -> int:
+    cursor = conn.execute(
+        "INSERT INTO campaigns (name, source_path, definition, segment, status, send_at,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            name,
+            source_path,
+            definition,
+            segment,
+            status,
+            to_db(send_at) if send_at else None,
+            to_db(now),
+        ),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def update_definition(
+    conn: sqlite3.Connection,
+    campaign_id: int,
+    *,
+    source_path: str,
+    definition: str,
+    segment: str,
+    status: str,
+    send_at: datetime | None,
+    expected: Sequence[str],
+) -> bool:
+    """Replace the definition of a campaign that has not started; False if it has."""
+    marks = ", ".join("?" for _ in expected)
+    cursor = conn.execute(
+        "UPDATE campaigns SET source_path = ?, definition = ?, segment = ?, status = ?,"
+        f" send_at = ? WHERE id = ? AND frozen_at IS NULL AND status IN ({marks})",
+        (
+            source_path,
+            definition,
+            segment,
+            status,
+            to_db(send_at) if send_at else None,
+            campaign_id,
+            *expected,
+        ),
+    )
+    return cursor.rowcount == 1
+
+
+def get_campaign(conn: sqlite3.Connection, campaign_id: int) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+
+
+def get_campaign_by_name(conn: sqlite3.Connection, name: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM campaigns WHERE name = ?", (name,)).fetchone()
+
+
+def list_campaigns(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return conn.execute(
+        "SELECT c.*, (SELECT count(*) FROM deliveries d WHERE d.campaign_id = c.id)"
+        " AS recipients FROM campaigns c ORDER BY c.created_at, c.id"
+    ).fetchall()
+
+
+def set_status(
+    conn: sqlite3.Connection,
+    campaign_id: int,
+    status: str,
+    expected: Sequence[str],
+    now: datetime,
+    *,
+    reason: str | None = None,
+) -> bool:
+    """Move a campaign from one of `expected` to `status`; False when it was in none of them."""
+    marks = ", ".join("?" for _ in expected)
+    finished = to_db(now) if status in ("sent", "cancelled") else None
+    cursor = conn.execute(
+        f"UPDATE campaigns SET status = ?, status_reason = ?,"
+        f" finished_at = coalesce(?, finished_at) WHERE id = ? AND status IN ({marks})",
+        (status, reason, finished, campaign_id, *expected),
+    )
+    return cursor.rowcount == 1
+
+
+def mark_frozen(conn: sqlite3.Connection, campaign_id: int, now: datetime) -> bool:
+    cursor = conn.execute(
+        "UPDATE campaigns SET frozen_at = ? WHERE id = ? AND frozen_at IS NULL",
+        (to_db(now), campaign_id),
+    )
+    return cursor.rowcount == 1
+
+
+def insert_variant(conn: sqlite3.Connection, campaign_id: int, language: str, content: str) -> None:
+    conn.execute(
+        "INSERT INTO campaign_variants (campaign_id, language, content) VALUES (?, ?, ?)",
+        (campaign_id, language, content),
+    )
+
+
+def variants(conn: sqlite3.Connection, campaign_id: int) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT language, content FROM campaign_variants WHERE campaign_id = ? ORDER BY language",
+        (campaign_id,),
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+def due_campaigns(conn: sqlite3.Connection, now: datetime) -> list[sqlite3.Row]:
+    """Scheduled campaigns whose send_at has passed, and campaigns left in `sending`."""
+    return conn.execute(
+        "SELECT * FROM campaigns WHERE (status = 'scheduled' AND send_at <= ?)"
+        " OR status = 'sending' ORDER BY coalesce(send_at, created_at), id",
+        (to_db(now),),
+    ).fetchall()
+
+
+# Leases: one run at a time per campaign.
+
+
+def acquire_lease(
+    conn: sqlite3.Connection,
+    campaign_id: int,
+    owner: str,
+    until: datetime,
+    now: datetime,
+    *,
+    dead_owners: Sequence[str] = (),
+) -> bool:
+    """Take the campaign's lease when it is free, expired, ours, or held by a dead run."""
+    marks = ", ".join("?" for _ in dead_owners) or "NULL"
+    cursor = conn.execute(
+        "UPDATE campaigns SET lease_owner = ?, lease_until = ? WHERE id = ? AND"
+        " (lease_owner IS NULL OR lease_until < ? OR lease_owner = ?"
+        f" OR lease_owner IN ({marks}))",
+        (owner, to_db(until), campaign_id, to_db(now), owner, *dead_owners),
+    )
+    return cursor.rowcount == 1
+
+
+def renew_lease(conn: sqlite3.Connection, campaign_id: int, owner: str, until: datetime) -> bool:
+    cursor = conn.execute(
+        "UPDATE campaigns SET lease_until = ? WHERE id = ? AND lease_owner = ?",
+        (to_db(until), campaign_id, owner),
+    )
+    return cursor.rowcount == 1
+
+
+def release_lease(conn: sqlite3.Connection, campaign_id: int, owner: str) -> bool:
+    cursor = conn.execute(
+        "UPDATE campaigns SET lease_owner = NULL, lease_until = NULL"
+        " WHERE id = ? AND lease_owner = ?",
+        (campaign_id, owner),
+    )
+    return cursor.rowcount == 1
+
+
+# Relay quotas, counted over all campaigns and runs.
+
+
+def _second(moment: datetime) -> str:
+    return to_db(moment)[:19]
+
+
+def _minute(moment: datetime) -> str:
+    return to_db(moment)[:16]
+
+
+def quota_used(conn: sqlite3.Connection, now: datetime) -> tuple[int, int]:
+    """Return messages handed to the relay in the last 60 seconds and the last 24 hours."""
+    minute = conn.execute(
+        "SELECT coalesce(sum(used), 0) FROM smtp_usage_second WHERE second > ?",
+        (_second(now - timedelta(seconds=60)),),
+    ).fetchone()[0]
+    day = conn.execute(
+        "SELECT coalesce(sum(used), 0) FROM smtp_usage_minute WHERE minute > ?",
+        (_minute(now - timedelta(days=1)),),
+    ).fetchone()[0]
+    return int(minute), int(day)
+
+
+def oldest_in_minute(conn: sqlite3.Connection, now: datetime) -> str | None:
+    """The oldest second still counted in the per-minute window."""
+    row = conn.execute(
+        "SELECT min(second) FROM smtp_usage_second WHERE second > ?",
+        (_second(now - timedelta(seconds=60)),),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def add_usage(conn: sqlite3.Connection, now: datetime, count: int = 1) -> None:
+    conn.execute(
+        "INSERT INTO smtp_usage_second (second, used) VALUES (?, ?)"
+        " ON CONFLICT (second) DO UPDATE SET used = used + excluded.used",
+        (_second(now), count),
+    )
+    conn.execute(
+        "INSERT INTO smtp_usage_minute (minute, used) VALUES (?, ?)"
+        " ON CONFLICT (minute) DO UPDATE SET used = used + excluded.used",
+        (_minute(now), count),
+    )
+
+
+def prune_usage(conn: sqlite3.Connection, now: datetime) -> None:
+    conn.execute(
+        "DELETE FROM smtp_usage_second WHERE second <= ?",
+        (_second(now - timedelta(seconds=120)),),
+    )
+    conn.execute(
+        "DELETE FROM smtp_usage_minute WHERE minute <= ?",
+        (_minute(now - timedelta(days=2)),),
+    )

@@ -1,0 +1,238 @@
+"""A scripted SMTP sink for the sending tests: per-recipient answers, drops, a slow server.
+
+It extends tests/smtp_sink.py's handler: `rcpt_reply` answers chosen recipients,
+`drop_rcpt_every` closes the connection at every Nth RCPT, `drop_after_data_every` keeps
+every Mth message and then closes the connection without replying (the RFC 1047 case), and
+`delay` slows each DATA down so that a kill lands mid-send, and `hold_after` never answers
+the messages after the first N (they stay in flight until the client goes away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiosmtpd.controller import Controller
+
+from tests.smtp_sink import Received, SinkHandler, free_port
+
+
+@dataclass
+class ScriptedHandler(SinkHandler):
+    delay: float = 0.0
+    drop_rcpt_every: int = 0
+    drop_after_data_every: int = 0
+    hold_after: int = 0  # messages after this many are never answered (until a disconnect)
+    held: int = 0
+    ehlos: int = 0
+    rcpt_count: int = 0
+    data_count: int = 0
+    dropped_at_rcpt: list[str] = field(default_factory=list)
+    dropped_after_data: list[str] = field(default_factory=list)
+    counter_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        with self.counter_lock:
+            self.ehlos += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        with self.counter_lock:
+            self.rcpt_count += 1
+            drop = self.drop_rcpt_every and self.rcpt_count % self.drop_rcpt_every == 0
+            if drop:
+                self.dropped_at_rcpt.append(address)
+        if drop:
+            server.transport.close()
+            await asyncio.sleep(30)  # cancelled when aiosmtpd sees the connection go
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        if self.delay:
+            await asyncio.sleep(self.delay)  # cancelled (nothing kept) if the client dies
+        with self.counter_lock:
+            self.data_count += 1
+            drop = self.drop_after_data_every and self.data_count % self.drop_after_data_every == 0
+            hold = self.hold_after and self.data_count > self.hold_after
+            if hold:
+                self.held += 1
+        if hold:
+            await asyncio.sleep(3600)  # the whole message is here; the reply never comes
+        if drop:
+            item = Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            with self.lock:
+                self.received.append(item)
+                self.dropped_after_data.extend(item.rcpt_tos)
+            server.transport.close()
+            await asyncio.sleep(30)
+        return await super().handle_DATA(server, session, envelope)
+
+
+class ScriptedSink:
+    """aiosmtpd on loopback with a ScriptedHandler; use as a context manager."""
+
+    def __init__(self, *, smtputf8: bool = True, **script: object) -> None:
+        self.handler = ScriptedHandler(**script)  # type: ignore[arg-type]
+        self.port = free_port()
+        self.controller = Controller(
+            self.handler,
+            hostname="127.0.0.1",
+            port=self.port,
+            enable_SMTPUTF8=smtputf8,
+            data_size_limit=50 * 1024 * 1024,
+        )
+
+    def __enter__(self) -> ScriptedSink:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+    def recipients(self) -> list[str]:
+        return [r for item in self.received for r in item.rcpt_tos]
+
+    def copies(self) -> Counter[str]:
+        return Counter(self.recipients())
+
+
+def point_at(workspace, port: int, **smtp: object) -> None:
+    """Point the workspace's [smtp] at 127.0.0.1:port without TLS, plus any other keys."""
+    workspace.set_config("smtp", "host", '"127.0.0.1"')
+    workspace.set_config("smtp", "port", str(port))
+    workspace.set_config("smtp", "security", '"none"')
+    for key, value in smtp.items():
+        workspace.set_config("smtp", key, str(value))
+
+
+# --- until the newsletter and contacts modules are merged: a plain content source --------
+
+
+class PlainBuilder:
+    """Builds a small multipart/alternative message for one frozen variant (test content)."""
+
+    def __init__(self, config, frozen: str) -> None:
+        import json
+
+        self.config = config
+        self.variant = json.loads(frozen)
+
+    def build(self, recipient, unsubscribe_url, *, now, test=False):
+        import secrets
+        from email.message import EmailMessage
+        from email.policy import SMTP
+        from email.utils import format_datetime
+
+        msg = EmailMessage(policy=SMTP)
+        msg["From"] = self.config.sender.address
+        msg["To"] = recipient.wire_email
+        msg["Subject"] = ("[TEST] " if test else "") + self.variant["subject"]
+        msg["Date"] = format_datetime(now)
+        message_id = f"<{secrets.token_hex(8)}@arcticsmartness.eu>"
+        msg["Message-ID"] = message_id
+        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        msg.set_content(f"{self.variant['body']}\n{unsubscribe_url}\n")
+        msg.add_alternative(
+            f"<p>{self.variant['body']}</p><a href='{unsubscribe_url}'>x</a>", subtype="html"
+        )
+        return Built(message_id, msg.as_bytes())
+
+
+@dataclass(frozen=True)
+class Built:
+    message_id: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PlainRecipient:
+    email: str
+    name: str
+    wire_email: str
+
+
+class PlainContent:
+    """A Content for mailer.delivery: definition JSON {"variants": {lang: {subject, body}}}."""
+
+    def render(self, config, definition):
+        import json
+
+        return {k: json.dumps(v) for k, v in json.loads(definition)["variants"].items()}
+
+    def builder(self, config, frozen):
+        return PlainBuilder(config, frozen)
+
+    def recipient(self, email, name, wire_email):
+        return PlainRecipient(email, name, wire_email)
+
+    def audience(self, conn, config, segment):
+        if segment == "all":
+            return "1 = 1", []
+        kind, _, slug = segment.partition(":")
+        return (
+            "c.id IN (SELECT m.contact_id FROM memberships m JOIN lists l ON l.id = m.list_id"
+            " WHERE l.kind = ? AND l.slug = ?)",
+            [kind, slug],
+        )
+
+
+def add_contacts(store, emails, *, language="fi", status="subscribed", lst=None):
+    """Insert contacts straight into the store; return their ids."""
+    from mailer.store import contacts as q
+    from mailer.timeutil import now_utc
+
+    ids = []
+    with store.transaction() as conn:
+        list_id = q.ensure_list(conn, *lst.split(":"), lst, now_utc()) if lst else None
+        for email in emails:
+            cid = q.insert_contact(
+                conn,
+                email=email,
+                email_ascii=email,
+                email_key=email.lower(),
+                name="",
+                organization="",
+                language=language,
+                attributes={},
+                consent_source="test",
+                now=now_utc(),
+                status=status,
+            )
+            if list_id:
+                q.add_membership(conn, list_id, cid)
+            ids.append(cid)
+    return ids
+
+
+def add_campaign(store, name="issue-1", segment="all", send_at=None, langs=("fi", "en")):
+    import json
+
+    from mailer.store import campaigns as q
+    from mailer.timeutil import now_utc
+
+    definition = json.dumps(
+        {
+            "variants": {
+                lang: {"subject": f"Uutiset {lang}", "body": f"Body {lang}"} for lang in langs
+            }
+        }
+    )
+    with store.transaction() as conn:
+        return q.insert_campaign(
+            conn,
+            name=name,
+            source_path="campaign.toml",
+            definition=definition,
+            segment=segment,
+            status="scheduled" if send_at else "draft",
+            send_at=send_at,
+            now=now_utc(),
+        )

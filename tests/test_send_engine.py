@@ -1,0 +1,229 @@
+"""The delivery engine against a real aiosmtpd: states, retries, pause, quotas, leases."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+
+import pytest
+
+from mailer.delivery import SendOptions, campaign_stats, send_campaign
+from mailer.errors import LeaseHeldError, SmtpError
+from mailer.store import campaigns as q_campaigns
+from mailer.timeutil import now_utc
+from mailer.tokens import verify_token
+from tests.conftest import SECRET
+from tests.sending_helpers import (
+    PlainContent,
+    ScriptedSink,
+    add_campaign,
+    add_contacts,
+    point_at,
+)
+from tests.smtp_sink import free_port
+
+FAST = SendOptions(retry_delays=())
+
+
+def _states(store, campaign_id=1):
+    rows = store.conn.execute(
+        "SELECT c.email, d.status FROM deliveries d JOIN contacts c ON c.id = d.contact_id"
+        " WHERE d.campaign_id = ?",
+        (campaign_id,),
+    )
+    return {email: status for email, status in rows}
+
+
+def _send(workspace, store, name="issue-1", options=FAST, **kw):
+    return send_campaign(
+        store, workspace.config(), name, options=options, content=PlainContent(), **kw
+    )
+
+
+def test_one_message_per_subscribed_recipient_with_its_own_unsubscribe_link(workspace):
+    store = workspace.store()
+    add_contacts(store, [f"fi{i}@example.org" for i in range(6)])
+    add_contacts(store, ["en0@example.org", "en1@example.org"], language="en")
+    add_contacts(store, ["sv0@example.org"], language="sv")  # no sv variant: reads fi
+    add_contacts(store, ["gone@example.org"], status="unsubscribed")
+    add_contacts(store, ["bounced@example.org"], status="bounced")
+    cid = add_campaign(store)
+    with ScriptedSink() as sink:
+        point_at(workspace, sink.port, connections=3)
+        report = _send(workspace, store)
+    assert report.sent == 9 and report.failed == report.deferred == report.unknown == 0
+    assert report.status == "sent"
+    copies = sink.copies()
+    assert set(copies.values()) == {1}
+    assert "gone@example.org" not in copies and "bounced@example.org" not in copies
+    assert len(copies) == 9
+    by_rcpt = {item.rcpt_tos[0]: item for item in sink.received}
+    en = by_rcpt["en0@example.org"].message()
+    assert en["Subject"] == "Uutiset en"
+    assert by_rcpt["sv0@example.org"].message()["Subject"] == "Uutiset fi"
+    assert by_rcpt["fi0@example.org"].mail_from == workspace.config().sender.address
+    token = en["List-Unsubscribe"].strip("<>").rsplit("/", 1)[1]
+    subject = verify_token([SECRET.encode()], token)
+    en0 = store.conn.execute("SELECT id FROM contacts WHERE email = 'en0@example.org'").fetchone()
+    assert (subject.campaign_id, subject.contact_id) == (cid, en0[0])
+    stats = campaign_stats(store, "issue-1")
+    assert (stats.recipients, stats.sent, stats.pending) == (9, 9, 0)
+    # Sending again sends nothing.
+    again = _send(workspace, store)
+    assert again.nothing_to_do and again.sent == 0
+
+
+def test_scripted_server_answers_and_drops_end_in_the_right_states(workspace):
+    store = workspace.store()
+    emails = [f"r{i:02d}@example.org" for i in range(40)]
+    add_contacts(store, emails)
+    add_campaign(store)
+    soft = {"r03@example.org", "r17@example.org"}
+    hard = {"r05@example.org", "r21@example.org", "r33@example.org"}
+
+    def rcpt_reply(address):
+        if address in soft:
+            return "451 4.7.1 greylisted, try later"
+        if address in hard:
+            return "550 5.1.1 no such user"
+        return None
+
+    with ScriptedSink(rcpt_reply=rcpt_reply, drop_rcpt_every=7, drop_after_data_every=9) as sink:
+        point_at(workspace, sink.port, connections=2, pause_after=50)
+        report = _send(workspace, store, options=SendOptions(retry_delays=(0.05, 0.05)))
+    states = _states(store)
+    copies = sink.copies()
+    assert max(copies.values()) == 1  # nobody got two
+    assert {e for e, s in states.items() if s == "failed"} == hard
+    assert {e for e, s in states.items() if s == "deferred"} == soft
+    unknown = {e for e, s in states.items() if s == "unknown"}
+    assert unknown == set(sink.handler.dropped_after_data) and unknown
+    # Drops at RCPT were retried in the run and then delivered.
+    assert {e for e, s in states.items() if s == "sent"} | unknown == set(copies)
+    assert set(sink.handler.dropped_at_rcpt) - soft - hard <= set(copies)
+    bounced = store.conn.execute("SELECT email FROM contacts WHERE status = 'bounced'")
+    assert {r[0] for r in bounced} == hard
+    assert report.status == "sending"  # deferred rows remain for a later run
+    next_at = store.conn.execute(
+        "SELECT next_attempt_at FROM deliveries WHERE status = 'deferred'"
+    ).fetchall()
+    assert all(r[0] > now_utc().isoformat()[:19] for r in next_at)
+
+
+def test_an_unsubscribe_during_the_send_is_honoured(workspace):
+    store = workspace.store()
+    add_contacts(store, [f"r{i}@example.org" for i in range(8)])
+    add_campaign(store)
+    db = workspace.path / "mailer.db"
+
+    def on_data(item):
+        if item.rcpt_tos == ["r1@example.org"]:
+            # The web service (another connection) records an unsubscribe mid-send.
+            other = sqlite3.connect(db)
+            other.execute(
+                "UPDATE contacts SET status = 'unsubscribed' WHERE email = 'r6@example.org'"
+            )
+            other.commit()
+            other.close()
+        return None
+
+    with ScriptedSink(data_reply=on_data) as sink:
+        point_at(workspace, sink.port, connections=1)
+        report = _send(workspace, store)
+    assert "r6@example.org" not in sink.copies()
+    assert _states(store)["r6@example.org"] == "skipped"
+    assert report.skipped == 1 and report.sent == 7 and report.status == "sent"
+
+
+def test_the_daily_quota_holds_across_runs_and_the_rest_waits(workspace):
+    store = workspace.store()
+    add_contacts(store, [f"r{i}@example.org" for i in range(5)])
+    add_campaign(store)
+    with ScriptedSink() as sink:
+        point_at(workspace, sink.port, connections=2, per_day=3)
+        first = _send(workspace, store)
+        second = _send(workspace, store)
+        assert first.quota_exhausted and first.sent == 3 and first.status == "sending"
+        assert second.quota_exhausted and second.sent == 0
+        assert campaign_stats(store, "issue-1").pending == 2
+        tomorrow = now_utc() + timedelta(days=1, minutes=1)
+        third = _send(workspace, store, clock=lambda: tomorrow)
+    assert third.sent == 2 and third.status == "sent"
+    assert len(sink.copies()) == 5 and max(sink.copies().values()) == 1
+
+
+def test_unreachable_server_at_the_start_marks_nobody(workspace):
+    store = workspace.store()
+    add_contacts(store, ["a@example.org"])
+    add_campaign(store)
+    point_at(workspace, free_port())
+    with pytest.raises(SmtpError):
+        _send(workspace, store)
+    row = store.conn.execute("SELECT status, frozen_at, lease_owner FROM campaigns").fetchone()
+    assert tuple(row) == ("draft", None, None)
+    assert store.conn.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
+
+
+def test_server_failures_pause_the_campaign_and_send_continues_it(workspace):
+    store = workspace.store()
+    add_contacts(store, [f"r{i}@example.org" for i in range(10)])
+    add_campaign(store)
+    with ScriptedSink() as sink:
+        point_at(workspace, sink.port, connections=2, pause_after=4)
+
+        async def refuse_mail(server, session, envelope, address, options):
+            return "421 4.3.2 system not accepting messages"
+
+        sink.handler.handle_MAIL = refuse_mail
+        paused = _send(workspace, store)
+        assert paused.paused and paused.status == "paused"
+        assert "consecutive" in paused.pause_reason
+        states = _states(store)
+        assert "failed" not in states.values()
+        del sink.handler.handle_MAIL
+        resumed = _send(workspace, store)
+    assert resumed.status == "sent"
+    assert sorted(sink.copies()) == sorted(f"r{i}@example.org" for i in range(10))
+
+
+def test_a_held_lease_refuses_a_second_run_and_stale_rows_become_unknown(workspace):
+    import os
+    import socket
+
+    store = workspace.store()
+    add_contacts(store, ["a@example.org", "b@example.org", "c@example.org"])
+    cid = add_campaign(store)
+    live = f"{socket.gethostname()}:{os.getppid()}:cafe"
+    now = now_utc()
+    with store.transaction() as conn:
+        q_campaigns.acquire_lease(conn, cid, live, now + timedelta(minutes=2), now)
+    with ScriptedSink() as sink:
+        point_at(workspace, sink.port)
+        with pytest.raises(LeaseHeldError):
+            _send(workspace, store)
+        # The holder died (a pid that is gone) mid-send with b's row in `sending`.
+        dead = f"{socket.gethostname()}:999999:dead"
+        with store.transaction() as conn:
+            conn.execute("UPDATE campaigns SET lease_owner = ?", (dead,))
+        from mailer.delivery import NewsletterContent  # noqa: F401  (the real one is default)
+
+        report = _run_with_stale_row(workspace, store, "b@example.org")
+        assert report.became_unknown == ["b@example.org"]
+        assert _states(store)["b@example.org"] == "unknown"
+        assert "b@example.org" not in sink.copies()
+        resent = _send(workspace, store, options=SendOptions(resend_unknown=True, retry_delays=()))
+    assert resent.sent == 1 and _states(store)["b@example.org"] == "sent"
+    assert max(sink.copies().values()) == 1
+
+
+def _run_with_stale_row(workspace, store, email):
+    from mailer.delivery import freeze_campaign
+
+    freeze_campaign(store, workspace.config(), "issue-1", content=PlainContent())
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE deliveries SET status = 'sending', owner = 'dead' WHERE contact_id ="
+            " (SELECT id FROM contacts WHERE email = ?)",
+            (email,),
+        )
+    return _send(workspace, store)

@@ -1,0 +1,319 @@
+"""The unsubscribe service, against `mailer serve` running as a real subprocess."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from mailer.cli import app
+from mailer.tokens import make_token
+from tests.conftest import SECRET, Workspace
+from tests.web_helpers import (
+    Server,
+    add_contact,
+    contact_events,
+    contact_status,
+    insert_campaign_for_tests,
+)
+
+OLD_SECRET = "the-secret-before-rotation"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    path = tmp_path_factory.mktemp("web") / "ws"
+    res = CliRunner().invoke(app, ["init", str(path)], env={"MAILER_SECRET": SECRET})
+    assert res.exit_code == 0, res.stderr
+    workspace = Workspace(path)
+    workspace.set_config("web", "previous_secrets", f'["{OLD_SECRET}"]')
+    return workspace
+
+
+@pytest.fixture(scope="module")
+def server(ws: Workspace) -> Iterator[Server]:
+    srv = Server.start(ws.path, ws.env())
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def campaign(ws: Workspace) -> int:
+    with ws.store() as store:
+        return insert_campaign_for_tests(
+            store, "2026-11", {"fi": "Marraskuun uutiset", "en": "November news"}
+        )
+
+
+@pytest.fixture
+def person(ws: Workspace) -> int:
+    """A fresh subscribed contact (Finnish)."""
+    with ws.store() as store:
+        return add_contact(store, f"maija.{uuid.uuid4().hex[:8]}@example.com", "fi")
+
+
+def token(campaign_id: int, contact_id: int, secret: str = SECRET) -> str:
+    return make_token(secret.encode(), campaign_id, contact_id)
+
+
+def state(ws: Workspace, contact_id: int) -> tuple[str | None, list[tuple]]:
+    with ws.store() as store:
+        return contact_status(store, contact_id), contact_events(store, contact_id)
+
+
+def test_healthz(server):
+    reply = server.request("GET", "/healthz")
+    assert reply.status == 200
+
+
+def test_get_and_head_change_nothing_and_do_not_burn_the_token(ws, server, campaign, person):
+    t = token(campaign, person)
+    for _ in range(3):
+        page = server.request("GET", f"/u/{t}")
+        assert page.status == 200
+        assert server.request("HEAD", f"/u/{t}").status == 200
+    assert state(ws, person) == ("subscribed", [])
+    assert 'method="post"' in page.body
+    assert "<script" not in page.body.lower()
+    # the link still works for the person's real click
+    assert server.one_click(t).status == 200
+    assert state(ws, person)[0] == "unsubscribed"
+
+
+def test_one_click_urlencoded_unsubscribes_once(ws, server, campaign, person):
+    t = token(campaign, person)
+    reply = server.one_click(t)
+    assert reply.status == 200
+    assert "location" not in reply.headers
+    assert "set-cookie" not in reply.headers
+    assert state(ws, person) == ("unsubscribed", [("unsubscribe", "one-click", campaign)])
+    # a mail client retrying is harmless: 200, no second event
+    assert server.one_click(t).status == 200
+    assert state(ws, person) == ("unsubscribed", [("unsubscribe", "one-click", campaign)])
+
+
+def test_one_click_multipart_unsubscribes(ws, server, campaign, person):
+    boundary = "----mailer-test-boundary"
+    body = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n'
+        "One-Click\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+    reply = server.request(
+        "POST",
+        f"/u/{token(campaign, person)}",
+        body,
+        {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert reply.status == 200
+    assert state(ws, person) == ("unsubscribed", [("unsubscribe", "one-click", campaign)])
+
+
+def test_the_pages_form_unsubscribes_with_source_page(ws, server, campaign, person):
+    t = token(campaign, person)
+    page = server.request("GET", f"/u/{t}")
+    field = re.search(r'<input type="hidden" name="(\w+)" value="(\w+)">', page.body)
+    assert field is not None
+    reply = server.form_post(f"/u/{t}", {field.group(1): field.group(2)})
+    assert reply.status == 200
+    assert state(ws, person) == ("unsubscribed", [("unsubscribe", "page", campaign)])
+    assert f'action="{t}/resubscribe"' in reply.body  # the undo button
+
+
+def test_a_post_without_either_body_changes_nothing(ws, server, campaign, person):
+    t = token(campaign, person)
+    reply = server.request("POST", f"/u/{t}", b"", {"Content-Type": "text/plain"})
+    assert reply.status == 400
+    reply = server.form_post(f"/u/{t}", {"List-Unsubscribe": "Something-Else"})
+    assert reply.status == 400
+    assert state(ws, person) == ("subscribed", [])
+
+
+def test_bad_tokens_get_the_same_404_and_change_nothing(ws, server, campaign, person):
+    with ws.store() as store:
+        other_campaign = insert_campaign_for_tests(store, f"other-{uuid.uuid4().hex[:6]}")
+        gone = add_contact(store, "gone@example.com")
+        store.conn.execute("DELETE FROM contacts WHERE id = ?", (gone,))
+    good = token(campaign, person)
+    other = token(other_campaign, person)
+    swapped = good[:11] + other[11:]  # campaign A's ids with campaign B's MAC
+    assert swapped != good and swapped != other
+    bad = [
+        "A" * 32,
+        good[:-1],
+        good[:20],
+        good + "A",
+        good[:-1] + ("A" if good[-1] != "A" else "B"),
+        swapped,
+        token(campaign, person, "some-other-secret"),
+        token(campaign, gone),
+        token(999_999, person),
+        "%2e%2e",
+    ]
+    bodies = set()
+    for t in bad:
+        for reply in (
+            server.request("GET", f"/u/{t}"),
+            server.one_click(t),
+            server.form_post(f"/u/{t}/resubscribe", {"confirm": "page"}),
+        ):
+            assert reply.status == 404, t
+            bodies.add(reply.body)
+    assert len(bodies) == 1
+    body = bodies.pop()
+    assert "@example.com" not in body and "2026-11" not in body
+    assert server.request("GET", "/u/").status == 404
+    assert server.request("GET", "/nothing-here").status == 404
+    assert state(ws, person) == ("subscribed", [])
+
+
+def test_links_sent_before_a_secret_rotation_still_work(ws, server, campaign, person):
+    reply = server.one_click(token(campaign, person, OLD_SECRET))
+    assert reply.status == 200
+    assert state(ws, person)[0] == "unsubscribed"
+
+
+def test_undo_resubscribes(ws, server, campaign, person):
+    t = token(campaign, person)
+    server.one_click(t)
+    reply = server.form_post(f"/u/{t}/resubscribe", {"confirm": "page"})
+    assert reply.status == 200
+    assert "location" not in reply.headers
+    assert state(ws, person) == (
+        "subscribed",
+        [("unsubscribe", "one-click", campaign), ("resubscribe", "page", campaign)],
+    )
+    # a resubscribe link opened by a scanner (GET) or replayed changes nothing more
+    assert server.request("GET", f"/u/{t}/resubscribe").status in (404, 405)
+    assert server.form_post(f"/u/{t}/resubscribe", {"confirm": "page"}).status == 200
+    assert len(state(ws, person)[1]) == 2
+
+
+def test_a_bounced_contact_stays_bounced(ws, server, campaign):
+    with ws.store() as store:
+        bounced = add_contact(store, f"b.{uuid.uuid4().hex[:6]}@example.com", status="bounced")
+    t = token(campaign, bounced)
+    assert server.request("GET", f"/u/{t}").status == 200
+    assert server.one_click(t).status == 200
+    assert server.form_post(f"/u/{t}/resubscribe", {"confirm": "page"}).status == 200
+    assert state(ws, bounced) == ("bounced", [])
+
+
+def test_an_unsubscribe_made_by_staff_cannot_be_undone_by_a_link(ws, server, campaign, person):
+    from mailer.timeutil import now_utc
+    from mailer.unsubscribes import unsubscribe
+
+    with ws.store() as store:
+        unsubscribe(store, person, None, "cli", now_utc())
+    t = token(campaign, person)
+    page = server.request("GET", f"/u/{t}")
+    assert "resubscribe" not in page.body
+    assert server.form_post(f"/u/{t}/resubscribe", {"confirm": "page"}).status == 200
+    assert state(ws, person) == ("unsubscribed", [("unsubscribe", "cli", None)])
+
+
+@pytest.mark.parametrize(
+    ("language", "heading"),
+    [
+        ("fi", "Perutaanko uutiskirjeen tilaus?"),
+        ("en", "Unsubscribe from the newsletter?"),
+        ("sv", "Vill du avsluta prenumerationen?"),
+        ("se", "Háliidatgo heaittihit diŋgojumi?"),
+        ("xx", "Perutaanko uutiskirjeen tilaus?"),  # unknown: defaults.language (fi)
+    ],
+)
+def test_the_page_speaks_the_contacts_language(ws, server, campaign, language, heading):
+    email = f"kieli.{uuid.uuid4().hex[:6]}@example.com"
+    with ws.store() as store:
+        contact = add_contact(store, email, language)
+    page = server.request("GET", f"/u/{token(campaign, contact)}")
+    assert page.status == 200
+    expected_lang = "fi" if language == "xx" else language
+    assert f'<html lang="{expected_lang}">' in page.body
+    assert heading in page.body
+    assert "k***@example.com" in page.body and email not in page.body
+    assert "Arctic Smartness" in page.body  # the sender
+    newsletter = "November news" if language == "en" else "Marraskuun uutiset"
+    assert newsletter in page.body
+    assert 'name="viewport"' in page.body
+
+
+def test_security_headers_on_every_page(server, campaign, person):
+    t = token(campaign, person)
+    for reply in (
+        server.request("GET", f"/u/{t}"),
+        server.request("GET", "/u/not-a-token"),
+    ):
+        h = reply.headers
+        csp = h["content-security-policy"]
+        assert "default-src 'none'" in csp and "form-action 'self'" in csp
+        assert "script-src" not in csp  # default-src 'none' forbids scripts
+        assert h["referrer-policy"] == "no-referrer"
+        assert h["x-robots-tag"].startswith("noindex")
+        assert h["x-content-type-options"] == "nosniff"
+        assert h["cache-control"] == "no-store"
+        assert h["content-type"].startswith("text/html")
+        assert "set-cookie" not in h
+        # no external resources: nothing is loaded from anywhere
+        assert not re.search(r"(src|href)=", reply.body)
+
+
+@pytest.mark.parametrize("kind", ["sample (campaign 0)", "test-to (contact 0)"])
+def test_a_test_message_link_shows_the_page_but_changes_nothing(ws, server, campaign, person, kind):
+    t = token(0, person) if kind.startswith("sample") else token(campaign, 0)
+    page = server.request("GET", f"/u/{t}")
+    assert page.status == 200
+    assert "testiviestistä" in page.body
+    assert server.one_click(t).status == 200
+    assert server.form_post(f"/u/{t}/resubscribe", {"confirm": "page"}).status == 200
+    assert state(ws, person) == ("subscribed", [])
+    with ws.store() as store:
+        assert (
+            store.conn.execute(
+                "SELECT count(*) FROM unsubscribe_events WHERE contact_id IS NULL OR contact_id = 0"
+            ).fetchone()[0]
+            == 0
+        )
+    # a test token of an unknown campaign is still a bad token
+    assert server.request("GET", f"/u/{token(999_999, 0)}").status == 404
+
+
+def test_the_access_log_shows_no_token_and_no_address_and_sigterm_stops_cleanly(ws, campaign):
+    with ws.store() as store:
+        contact = add_contact(store, f"loki.{uuid.uuid4().hex[:6]}@example.com")
+    srv = Server.start(ws.path, ws.env())
+    t = token(campaign, contact)
+    try:
+        srv.request("GET", f"/u/{t}")
+        srv.one_click(t)
+        srv.form_post(f"/u/{t}/resubscribe", {"confirm": "page"})
+        srv.request("GET", f"/u/{t[:-2]}?email=x@example.com")
+    finally:
+        code, log = srv.stop()
+    assert code == 0, log
+    assert "/u/***" in log and "/u/***/resubscribe" in log
+    assert t not in log and t[:20] not in log
+    assert "@" not in log and "example.com" not in log
+    assert "127.0.0.1 " not in log.split("serving on", 1)[1].split("\n", 1)[1]
+    assert "Traceback" not in log
+
+
+def test_serve_refuses_a_busy_port_and_a_missing_secret(ws, server):
+    res = ws.run("serve", "--host", "127.0.0.1", "--port", str(server.port), timeout=30)
+    assert res.returncode == 1
+    assert res.stderr.startswith("Error: 127.0.0.1:") and "cannot listen" in res.stderr
+    ws2 = ws.path.parent / "nosecret"
+    ws2.mkdir(exist_ok=True)
+    (ws2 / "mailer.toml").write_text(
+        ws.config_path.read_text(encoding="utf-8").replace('secret = "', 'secret = "" # was "'),
+        encoding="utf-8",
+    )
+    res = ws.run(
+        "--config", str(ws2 / "mailer.toml"), "serve", "--port", "1", env={"MAILER_SECRET": ""}
+    )
+    assert res.returncode == 2, res.stderr
+    assert "secret" in res.stderr and "Traceback" not in res.stderr

@@ -1,0 +1,156 @@
+"""Helpers for the unsubscribe-service tests: test data, a real `mailer serve`, raw HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailer.store import Store
+from mailer.store.contacts import insert_contact
+from mailer.timeutil import now_utc, to_db
+
+
+def insert_campaign_for_tests(store: Store, name: str, subject: object = None) -> int:
+    """Insert a bare campaign row (tests only; the real one comes from `campaign create`)."""
+    definition = json.dumps({"name": name, "subject": subject or f"Uutiset {name}"})
+    with store.transaction() as conn:
+        cursor = conn.execute(
+            "INSERT INTO campaigns (name, source_path, definition, segment, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (name, f"{name}.toml", definition, "all", to_db(now_utc())),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+
+def add_contact(store: Store, email: str, language: str = "fi", status: str = "subscribed") -> int:
+    with store.transaction() as conn:
+        return insert_contact(
+            conn,
+            email=email,
+            email_ascii=email,
+            email_key=email.lower(),
+            name="",
+            organization="",
+            language=language,
+            attributes={},
+            consent_source="test",
+            now=now_utc(),
+            status=status,
+        )
+
+
+def contact_status(store: Store, contact_id: int) -> str | None:
+    row = store.conn.execute("SELECT status FROM contacts WHERE id = ?", (contact_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def contact_events(store: Store, contact_id: int) -> list[tuple]:
+    rows = store.conn.execute(
+        "SELECT action, source, campaign_id FROM unsubscribe_events WHERE contact_id = ?"
+        " ORDER BY id",
+        (contact_id,),
+    )
+    return [tuple(r) for r in rows]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: str
+    raw_headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Server:
+    """`python -m mailer serve` as a real subprocess on a free loopback port."""
+
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @classmethod
+    def start(cls, workspace_path: Path, env: dict[str, str], timeout: float = 20) -> Server:
+        port = free_port()
+        log_path = workspace_path / f"serve-{port}.log"
+        full_env = dict(os.environ)
+        full_env.update(env)
+        log = log_path.open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailer", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workspace_path,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        log.close()
+        server = cls(process, port, log_path)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"mailer serve exited: {log_path.read_text()}")
+            try:
+                if server.request("GET", "/healthz").status == 200:
+                    return server
+            except OSError:
+                time.sleep(0.05)
+        server.stop()
+        raise RuntimeError("mailer serve did not answer /healthz")
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    ) -> Reply:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            data = resp.read().decode("utf-8")
+            raw = resp.getheaders()
+            return Reply(resp.status, {k.lower(): v for k, v in raw}, data, raw)
+        finally:
+            conn.close()
+
+    def one_click(self, token: str) -> Reply:
+        return self.request(
+            "POST",
+            f"/u/{token}",
+            b"List-Unsubscribe=One-Click",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+    def form_post(self, path: str, fields: dict[str, str]) -> Reply:
+        from urllib.parse import urlencode
+
+        return self.request(
+            "POST",
+            path,
+            urlencode(fields).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM the server; return its exit code and its stderr."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode, self.log_path.read_text(encoding="utf-8")
