@@ -207,7 +207,7 @@ def unsubscribe(
     typer.echo(
         f"Unsubscribed {change.email}"
         if change.changed
-        else f"{change.email} was already unsubscribed"
+        else f"Nothing changed: {change.email} is {change.new}"
     )
 
 
@@ -216,7 +216,7 @@ def resubscribe(
     ctx: typer.Context,
     email: str = typer.Argument(..., help="The contact's address."),
 ) -> None:
-    """Subscribe an unsubscribed or bounced contact again (recorded with source 'cli').
+    """Subscribe an unsubscribed contact again (recorded with source 'cli'; bounced stays).
 
     Example: mailer contacts resubscribe aino.aikio@example.org
     """
@@ -229,7 +229,7 @@ def resubscribe(
     typer.echo(
         f"Resubscribed {change.email}"
         if change.changed
-        else f"{change.email} was already subscribed"
+        else f"Nothing changed: {change.email} is {change.new}"
     )
 
 
