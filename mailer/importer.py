@@ -353,11 +353,15 @@ def parse_language(text: str) -> str | None:
 def _parse_row(
     number: int,
     record: list[str],
+    joined: str,
     columns: Columns,
     extra_lists: Sequence[ListRef],
 ) -> _Row:
     width = columns.width
-    cells = [clean_line(cell) if cell else "" for cell in record]
+    if joined.isprintable() and "  " not in joined:
+        cells = [cell.strip() for cell in record]  # no line break or double space anywhere
+    else:
+        cells = [clean_line(cell) if cell else "" for cell in record]
     if len(cells) < width:
         cells.extend([""] * (width - len(cells)))
     fields = columns.fields
@@ -473,11 +477,12 @@ def _import(
 
     parsed: dict[str, _Row] = {}
     for offset, record in enumerate(records[start + 1 :], start=start + 2):
-        if not "".join(record).strip():
+        joined = "".join(record)
+        if not joined.strip():
             continue
         report.rows += 1
         try:
-            row = _parse_row(offset, record, columns, extra)
+            row = _parse_row(offset, record, joined, columns, extra)
         except _Invalid as bad:
             report.invalid += 1
             report.problems.append(RowProblem(offset, "invalid", bad.email, bad.reason))
