@@ -150,7 +150,9 @@ def main() -> None:
         emails = generate(csv_path, args.contacts)
         size_mb = csv_path.stat().st_size / 1e6
         print(
-            f"{args.contacts} contacts in 30 lists, {size_mb:.1f} MB CSV ({sys.version.split()[0]})"
+            f"{args.contacts} contacts in 30 lists, {size_mb:.1f} MB CSV"
+            f" (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs,"
+            f" load average {os.getloadavg()[0]:.1f} at start)"
         )
 
         # Alternate the baseline and the two import forms; each import into a fresh workspace.
@@ -235,6 +237,7 @@ def main() -> None:
         help_time = wall([sys.executable, "-m", "mailer", "--help"])
         bare = wall([sys.executable, "-c", "pass"])
         print(f"mailer --help                     {help_time * 1000:7.1f} ms  (goal <= 250 ms)")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
         print(
             f"  python -c pass                  {bare * 1000:7.1f} ms"
             f"  ratio {help_time / bare:.1f}x"
