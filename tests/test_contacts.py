@@ -212,3 +212,19 @@ def test_a_bounced_contact_is_not_resubscribed(workspace):
     assert res.exit_code == 2
     assert_one_line_error(res.stderr, "bounced")
     assert rows_of(db(workspace), "SELECT count(*) FROM unsubscribe_events") == [(0,)]
+
+
+def test_the_id_of_a_forgotten_contact_is_never_given_again(workspace, tmp_path):
+    workspace.cli("contacts", "add", "a@example.com")
+    workspace.cli("contacts", "add", "last@example.com")
+    (old_id,) = rows_of(db(workspace), "SELECT max(id) FROM contacts")[0]
+    workspace.cli("contacts", "forget", "last@example.com")
+    workspace.cli("contacts", "add", "new@example.com")
+    (new_id,) = rows_of(db(workspace), "SELECT id FROM contacts WHERE email = 'new@example.com'")[0]
+    assert new_id > old_id
+    workspace.cli("contacts", "forget", "new@example.com")
+    path = tmp_path / "in.csv"
+    path.write_text("email\nnewer@example.com\n", encoding="utf-8")
+    workspace.cli("contacts", "import", str(path))
+    (newer_id,) = rows_of(db(workspace), "SELECT id FROM contacts WHERE email LIKE 'newer%'")[0]
+    assert newer_id > new_id
