@@ -388,3 +388,23 @@ def test_excel_sep_line_names_the_delimiter_and_is_not_a_row(workspace, tmp_path
     assert res.exit_code == 0, res.stderr
     assert "row 3: invalid: bad@" in res.stdout
     assert "1 added" in res.stdout
+
+
+def test_library_import_reports_progress(workspace, tmp_path):
+    from mailer.importer import import_contacts
+    from mailer.timeutil import now_utc
+
+    rows = [["email"]] + [[f"p{i}@example.com"] for i in range(12_000)]
+    path = write_csv(tmp_path / "big.csv", rows)
+    seen = []
+    with workspace.store() as store:
+        report = import_contacts(
+            store,
+            workspace.config(),
+            path,
+            now=now_utc(),
+            progress=lambda d, t: seen.append((d, t)),
+        )
+    assert report.added == 12_000
+    assert seen[-1] == (12_000, 12_000)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) >= 3

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from mailer.cli._common import check_format, err, get_config, open_store, print_json, print_rows
+from mailer.cli._common import (
+    check_format,
+    err,
+    get_config,
+    is_terminal,
+    open_store,
+    print_json,
+    print_rows,
+)
 
 app = typer.Typer(help="Import, list, show, export and unsubscribe contacts.", no_args_is_help=True)
 
@@ -48,7 +56,14 @@ def import_(
     with open_store(config) as store:
         try:
             report = import_contacts(
-                store, config, file, lists=lists, strict=strict, dry_run=dry_run, now=now_utc()
+                store,
+                config,
+                file,
+                lists=lists,
+                strict=strict,
+                dry_run=dry_run,
+                now=now_utc(),
+                progress=_progress_line if is_terminal() else None,
             )
         except StrictImportError as exc:
             for problem in exc.report.problems:
@@ -65,6 +80,15 @@ def import_(
     if report.lists_created:
         typer.echo(f"New lists: {', '.join(report.lists_created)}")
     typer.echo(report.summary())
+
+
+def _progress_line(done: int, total: int) -> None:
+    """Rewrite one status line on a terminal's stderr."""
+    import sys
+
+    end = "\n" if done >= total else ""
+    sys.stderr.write(f"\rChecking rows: {done}/{total}{end}")
+    sys.stderr.flush()
 
 
 @app.command("add")
