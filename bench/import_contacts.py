@@ -237,11 +237,11 @@ def main() -> None:
         help_time = wall([sys.executable, "-m", "mailer", "--help"])
         bare = wall([sys.executable, "-c", "pass"])
         print(f"mailer --help                     {help_time * 1000:7.1f} ms  (goal <= 250 ms)")
-        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
         print(
             f"  python -c pass                  {bare * 1000:7.1f} ms"
             f"  ratio {help_time / bare:.1f}x"
         )
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
