@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each timing (median)")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="contacts-bench-") as tmp:
         root = Path(tmp)
         csv_path = root / "contacts.csv"
         emails = generate(csv_path, args.contacts)
