@@ -24,7 +24,9 @@ LIST_COLUMNS = ("email", "name", "organization", "language", "status", "lists")
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="CSV file (UTF-8 or cp1252; `,` `;` or tab)."),
+    file: Path = typer.Argument(
+        ..., metavar="FILE", help="CSV file (UTF-8 or cp1252; `,` `;` or tab)."
+    ),
     lists: list[str] = typer.Option(
         [], "--list", "-l", metavar="KIND:SLUG", help="Also add every imported row to this list."
     ),
@@ -94,7 +96,7 @@ def _progress_line(done: int, total: int) -> None:
 @app.command("add")
 def add(
     ctx: typer.Context,
-    email: str = typer.Argument(..., help="The address, or 'Name <address>'."),
+    email: str = typer.Argument(..., metavar="EMAIL", help="The address, or 'Name <address>'."),
     name: str = typer.Option("", "--name", help="Full name."),
     org: str = typer.Option("", "--org", help="Organisation."),
     lang: str = typer.Option(None, "--lang", help="Language: fi, en, sv or se (default: config)."),
@@ -130,7 +132,9 @@ def list_(
     segment: str = typer.Option(
         None, "--segment", "-s", metavar="EXPR", help="Only contacts matching this segment."
     ),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    fmt: str = typer.Option(
+        "table", "--format", "-f", metavar="FORMAT", help="table, csv or json."
+    ),
 ) -> None:
     """List contacts of any status, optionally those matching a segment.
 
@@ -152,8 +156,8 @@ def list_(
 @app.command("show")
 def show(
     ctx: typer.Context,
-    email: str = typer.Argument(..., help="The contact's address (any case)."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+    email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address (any case)."),
+    fmt: str = typer.Option("table", "--format", "-f", metavar="FORMAT", help="table or json."),
 ) -> None:
     """Show one contact: fields, status, lists and attributes.
 
@@ -216,7 +220,7 @@ def export(
 @app.command("unsubscribe")
 def unsubscribe(
     ctx: typer.Context,
-    email: str = typer.Argument(..., help="The contact's address."),
+    email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address."),
 ) -> None:
     """Unsubscribe a contact (recorded with source 'cli').
 
@@ -238,7 +242,7 @@ def unsubscribe(
 @app.command("resubscribe")
 def resubscribe(
     ctx: typer.Context,
-    email: str = typer.Argument(..., help="The contact's address."),
+    email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address."),
 ) -> None:
     """Subscribe an unsubscribed contact again (recorded with source 'cli'; bounced stays).
 
@@ -260,7 +264,7 @@ def resubscribe(
 @app.command("forget")
 def forget(
     ctx: typer.Context,
-    email: str = typer.Argument(..., help="The contact's address."),
+    email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address."),
 ) -> None:
     """Erase a contact's personal data; keep only a keyed hash so it is never imported again.
 
