@@ -509,8 +509,6 @@ def _import(
     if strict and report.invalid:
         raise StrictImportError(report)
 
-    if secrets is None:
-        secrets = config.secrets()
     try:
         with store.transaction() as conn:
             _plan_and_apply(conn, config, path, report, parsed, secrets, now, dry_run)
@@ -526,7 +524,7 @@ def _plan_and_apply(
     path: Path,
     report: ImportReport,
     parsed: dict[str, _Row],
-    secrets: Sequence[bytes],
+    secrets: Sequence[bytes] | None,
     now: datetime,
     dry_run: bool,
 ) -> None:
@@ -536,6 +534,8 @@ def _plan_and_apply(
     q.use_bulk_cache(conn)
     existing = q.all_contacts_by_key(conn)
     suppressed = q.suppression_hashes(conn)
+    if suppressed and secrets is None:
+        secrets = config.secrets()  # needed only to recognise forgotten addresses
     list_ids = q.all_list_ids(conn)
     known_ids = [int(existing[k]["id"]) for k in parsed if k in existing]
     current = q.memberships_of(conn, known_ids)
@@ -555,7 +555,11 @@ def _plan_and_apply(
     for key, row in parsed.items():
         old = existing.get(key)
         if old is None:
-            if suppressed and any(suppression_hash(s, key) in suppressed for s in secrets):
+            if (
+                suppressed
+                and secrets
+                and any(suppression_hash(s, key) in suppressed for s in secrets)
+            ):
                 report.suppressed += 1
                 report.problems.append(
                     RowProblem(row.number, "suppressed", row.email, "forgotten address")

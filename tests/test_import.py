@@ -408,3 +408,10 @@ def test_library_import_reports_progress(workspace, tmp_path):
     assert report.added == 12_000
     assert seen[-1] == (12_000, 12_000)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) >= 3
+
+
+def test_import_needs_no_secret_until_an_address_was_forgotten(workspace, tmp_path):
+    workspace.set_config("web", "secret", '""')
+    path = write_csv(tmp_path / "in.csv", [["email"], ["a@example.com"]])
+    res = workspace.cli("contacts", "import", str(path), env={"MAILER_SECRET": ""})
+    assert res.exit_code == 0 and "1 added" in res.stdout
