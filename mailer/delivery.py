@@ -409,6 +409,13 @@ class _Job:
     message_id: str = ""
 
 
+def envelope_sender(config: Config) -> str:
+    """The envelope sender (MAIL FROM): the sender address in its wire (IDNA) form."""
+    from mailer.addresses import parse_address
+
+    return parse_address(config.sender.address).wire
+
+
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -461,7 +468,7 @@ class _Run:
         self.lock = threading.Lock()  # one SQLite connection shared by the workers
         self.secret = config.secret()
         self.base_url = config.web.base_url
-        self.sender_address = config.sender.address
+        self.sender_address = envelope_sender(config)
         self.builders: dict[str, Builder] = {}
         self.report = SendReport(campaign=self.name, status=row["status"])
         self.total = 0
@@ -469,6 +476,10 @@ class _Run:
         self.last_renew = time.monotonic()
         self.pool: smtp.SmtpPool[_Job] | None = None
         self.quotas = config.smtp.per_minute > 0 or config.smtp.per_day > 0
+        # A worker writes a `sent` in the same transaction as its next claim (one commit per
+        # message instead of two); only when no wait lies between the two.
+        self.buffer_sent = True
+        self.local = threading.local()
 
     # Jobs come from the database in batches, so memory stays flat for any audience.
     def jobs(
@@ -529,6 +540,7 @@ class _Run:
         """Check the contact, reserve quota, and commit the row as `sending`; or skip it."""
         if job.contact_id is None or job.email is None:
             with self.lock, self.store.transaction() as conn:
+                self._write_buffered(conn)
                 if q_deliveries.skip(conn, job.id, job.status, "contact forgotten", self.clock()):
                     self.report.skipped += 1
             return None
@@ -537,6 +549,7 @@ class _Run:
             now = self.clock()
             wait = 0.0
             with self.lock, self.store.transaction() as conn:
+                self._write_buffered(conn)
                 status = q_deliveries.contact_status(conn, job.contact_id)
                 if status != "subscribed":
                     if q_deliveries.skip(conn, job.id, job.status, f"contact {status}", now):
@@ -575,9 +588,28 @@ class _Run:
             return max((ends - now).total_seconds(), 0.2)
         return 0.0
 
+    def _write_buffered(self, conn: Any) -> None:
+        buffered = getattr(self.local, "sent", None)
+        if buffered:
+            job, at = buffered
+            self.local.sent = None
+            q_deliveries.mark_sent(conn, job.id, self.owner, job.message_id, at)
+
+    def flush(self) -> None:
+        """Write the `sent` this worker still holds (when it stops)."""
+        if getattr(self.local, "sent", None):
+            with self.lock, self.store.transaction() as conn:
+                self._write_buffered(conn)
+
     def record(self, job: _Job, envelope: smtp.Envelope, outcome: smtp.Outcome) -> None:
         now = self.clock()
+        if outcome.status == smtp.SENT and self.buffer_sent:
+            self.local.sent = (job, now)
+            with self.lock:
+                self.report.sent += 1
+            return
         with self.lock, self.store.transaction() as conn:
+            self._write_buffered(conn)
             status = outcome.status
             if status == smtp.SENT:
                 q_deliveries.mark_sent(conn, job.id, self.owner, job.message_id, now)
@@ -643,7 +675,12 @@ class _Run:
         """Progress, lease renewal, and a look at the campaign's status (cancel)."""
         if self.progress is not None:
             self.progress(self.snapshot())
-        if time.monotonic() - self.last_renew < LEASE_RENEW_SECONDS / 4:
+        with self.lock:
+            row = q_campaigns.get_campaign(self.store.conn, self.campaign_id)
+        if row["status"] != "sending":
+            self._stop(f"the campaign is now {row['status']}")
+            return
+        if time.monotonic() - self.last_renew < LEASE_RENEW_SECONDS:
             return
         self.last_renew = time.monotonic()
         now = self.clock()
@@ -652,10 +689,6 @@ class _Run:
                 conn, self.campaign_id, self.owner, now + timedelta(seconds=LEASE_SECONDS)
             ):
                 self._stop("another run took over the campaign")
-                return
-            row = q_campaigns.get_campaign(conn, self.campaign_id)
-            if row["status"] != "sending":
-                self._stop(f"the campaign is now {row['status']}")
 
     def _stop(self, reason: str) -> None:
         self.report.stopped_reason = reason
@@ -769,6 +802,7 @@ def _send_held(
         progress=progress,
     )
     run.report.frozen_now = frozen >= 0
+    run.buffer_sent = not rate and not run.quotas  # no wait between a reply and the next claim
     now = clock()
     with store.transaction() as conn:
         q_campaigns.set_status(
@@ -811,7 +845,11 @@ def _send_held(
             pool = new_pool()
         run.pool = pool
         pool_report = pool.run(
-            run.jobs(statuses, due, only_owner), run.prepare, run.record, tick=run.tick
+            run.jobs(statuses, due, only_owner),
+            run.prepare,
+            run.record,
+            tick=run.tick,
+            finish=run.flush,
         )
         run.report.connections_opened += pool_report.connections_opened
         if pool_report.paused:
@@ -991,7 +1029,7 @@ def send_test(
     try:
         outcome = conn.send(
             smtp.Envelope(
-                config.sender.address,
+                envelope_sender(config),
                 target.wire,
                 message.data,
                 needs_smtputf8=target.needs_smtputf8,

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 import smtplib
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -81,7 +80,9 @@ def connect(
     """
     where = f"{host}:{port}"
     timeout = timeout or DEFAULT_TIMEOUT  # every connection has a timeout
-    context = ssl_context or ssl.create_default_context()
+    context = ssl_context
+    if context is None and security != "none":
+        context = ssl.create_default_context()  # verifies the certificate and the host name
     client: smtplib.SMTP | None = None
     try:
         if security == "tls":
@@ -115,6 +116,8 @@ def connect(
 
 def config_factory(smtp: object, password: str, ssl_context: ssl.SSLContext | None = None):
     """Return a ConnectionFactory for a `mailer.config.SmtpConfig`."""
+    if ssl_context is None and smtp.security != "none":  # type: ignore[attr-defined]
+        ssl_context = ssl.create_default_context()  # once: loading the CA store is slow
 
     def factory() -> smtplib.SMTP:
         return connect(
@@ -153,12 +156,21 @@ def _reply(code: int, message: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}".strip()
 
 
-_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+def _command(
+    client: smtplib.SMTP, verb: str, argument: str, options: Sequence[str] = ()
+) -> tuple[int, bytes]:
+    """MAIL/RCPT with an address already validated (smtplib would re-parse it each time)."""
+    if any(ch in argument for ch in "\r\n"):
+        raise ValueError(f"line break in SMTP argument {argument!r}")
+    client.putcmd(verb, " ".join((argument, *options)))
+    return client.getreply()
 
 
 def wire_data(data: bytes) -> bytes:
     """Dot-stuff `data` (RFC 5321 4.5.2) and end it with CRLF "." CRLF."""
-    stuffed = _LEADING_DOT.sub(b"..", data)
+    stuffed = data.replace(b"\n.", b"\n..")  # every line that starts with "." gets another
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
     if not stuffed.endswith(b"\r\n"):
         stuffed += b"\r\n"
     return stuffed + b".\r\n"
@@ -224,8 +236,10 @@ class Connection:
             if client.has_extn("8bitmime"):
                 options.append("BODY=8BITMIME")
         before = "connection lost before the message was sent"
+        if env.needs_smtputf8:
+            client.command_encoding = "utf-8"
         try:
-            code, msg = client.mail(env.mail_from, options)
+            code, msg = _command(client, "mail", f"FROM:<{env.mail_from}>", options)
             if code != 250:
                 # MAIL FROM is about us, not the recipient: the server refuses us as a whole.
                 if code == 421:
@@ -233,7 +247,7 @@ class Connection:
                 else:
                     self._rset()
                 return Outcome(DEFERRED, _reply(code, msg), code, connection_fault=True)
-            code, msg = client.rcpt(env.rcpt, [])
+            code, msg = _command(client, "rcpt", f"TO:<{env.rcpt}>")
             if code not in (250, 251):
                 return self._refused(code, msg)
             client.putcmd("data")
@@ -378,8 +392,12 @@ class SmtpPool(Generic[J]):
         *,
         tick: Callable[[], None] | None = None,
         tick_every: float = 0.5,
+        finish: Callable[[], None] | None = None,
     ) -> PoolReport:
-        """Send every job; call `tick` from this thread every `tick_every` seconds."""
+        """Send every job; call `tick` from this thread every `tick_every` seconds.
+
+        `finish` runs in each worker thread as it ends (to flush what `record` buffered).
+        """
         iterator = iter(jobs)
         source_lock = threading.Lock()
 
@@ -396,7 +414,7 @@ class SmtpPool(Generic[J]):
         threads = [
             threading.Thread(
                 target=self._worker,
-                args=(first if i == 0 else None, next_job, prepare, record),
+                args=(first if i == 0 else None, next_job, prepare, record, finish),
                 name=f"smtp-{i}",
                 daemon=True,
             )
@@ -462,6 +480,7 @@ class SmtpPool(Generic[J]):
         next_job: Callable[[], J | None],
         prepare: Callable[[J], Envelope | None],
         record: Callable[[J, Envelope, Outcome], None],
+        finish: Callable[[], None] | None,
     ) -> None:
         conn = conn or Connection(self.factory, self.messages_per_connection)
         try:
@@ -490,6 +509,11 @@ class SmtpPool(Generic[J]):
         except BaseException as exc:
             self._fail(exc)
         finally:
+            try:
+                if finish is not None:
+                    finish()
+            except BaseException as exc:
+                self._fail(exc)
             conn.close()
             with self._lock:
                 self._report.connections_opened += conn.opened

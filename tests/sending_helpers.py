@@ -40,6 +40,9 @@ class ScriptedHandler(SinkHandler):
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        reply = self.rcpt_reply(address) if self.rcpt_reply else None
+        if reply:
+            return reply  # scripted answers come first; drops hit only the others
         with self.counter_lock:
             self.rcpt_count += 1
             drop = self.drop_rcpt_every and self.rcpt_count % self.drop_rcpt_every == 0

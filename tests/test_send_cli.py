@@ -244,3 +244,43 @@ def test_an_unreachable_server_exits_1_and_marks_nobody(workspace):
     res = workspace.cli("send", NAME, "--yes")
     assert res.exit_code == 1 and "Error:" in res.stderr and "127.0.0.1:" in res.stderr
     assert _db_rows(workspace, "SELECT count(*) FROM deliveries") == [(0,)]
+
+
+def test_a_held_campaign_fails_an_explicit_send_and_send_due_reports_it(workspace):
+    import socket
+
+    _contacts(workspace, 2)
+    _campaign(workspace, send_at=(now_utc() - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    holder = f"{socket.gethostname()}:{os.getppid()}:other"
+    until = (now_utc() + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    conn = sqlite3.connect(workspace.path / "mailer.db")
+    conn.execute("UPDATE campaigns SET lease_owner = ?, lease_until = ?", (holder, until))
+    conn.commit()
+    conn.close()
+    with ScriptedSink() as sink:
+        point_at(workspace, sink.port)
+        res = workspace.cli("send", NAME, "--yes")
+        assert res.exit_code == 1 and "another run" in res.stderr
+        res = workspace.cli("send-due")
+        assert res.exit_code == 0 and "another run" in res.stderr
+    assert sink.recipients() == []
+
+
+def test_sigterm_finishes_the_messages_in_flight_and_send_continues(workspace):
+    emails = _contacts(workspace, 60)
+    _campaign(workspace)
+    with ScriptedSink(delay=0.05) as sink:
+        point_at(workspace, sink.port, connections=3)
+        proc = _popen(workspace, "send", NAME, "--yes")
+        deadline = time.monotonic() + 30
+        while len(sink.received) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 1 and "mailer send" in stderr
+        states = _states(workspace)
+        assert "sending" not in states.values() and "unknown" not in states.values()
+        assert {e for e, s in states.items() if s == "sent"} == set(sink.copies())
+        res = workspace.run("send", NAME, "--yes")
+        assert res.returncode == 0, res.stderr
+    assert sorted(sink.recipients()) == sorted(emails)

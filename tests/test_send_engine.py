@@ -95,12 +95,15 @@ def test_scripted_server_answers_and_drops_end_in_the_right_states(workspace):
     copies = sink.copies()
     assert max(copies.values()) == 1  # nobody got two
     assert {e for e, s in states.items() if s == "failed"} == hard
-    assert {e for e, s in states.items() if s == "deferred"} == soft
+    deferred = {e for e, s in states.items() if s == "deferred"}
+    assert soft <= deferred
+    # Anyone else still deferred lost the connection at RCPT on every try of this run.
+    assert deferred - soft <= set(sink.handler.dropped_at_rcpt)
     unknown = {e for e, s in states.items() if s == "unknown"}
     assert unknown == set(sink.handler.dropped_after_data) and unknown
     # Drops at RCPT were retried in the run and then delivered.
     assert {e for e, s in states.items() if s == "sent"} | unknown == set(copies)
-    assert set(sink.handler.dropped_at_rcpt) - soft - hard <= set(copies)
+    assert set(sink.handler.dropped_at_rcpt) - deferred <= set(copies)
     bounced = store.conn.execute("SELECT email FROM contacts WHERE status = 'bounced'")
     assert {r[0] for r in bounced} == hard
     assert report.status == "sending"  # deferred rows remain for a later run
@@ -227,3 +230,97 @@ def _run_with_stale_row(workspace, store, email):
             (email,),
         )
     return _send(workspace, store)
+
+
+def test_cancelling_a_campaign_stops_the_run_sending_it(workspace):
+    store = workspace.store()
+    add_contacts(store, [f"r{i:02d}@example.org" for i in range(30)])
+    add_campaign(store)
+    db = workspace.path / "mailer.db"
+
+    def on_data(item):
+        if item.rcpt_tos == ["r02@example.org"]:
+            other = sqlite3.connect(db)
+            other.execute("UPDATE campaigns SET status = 'cancelled'")
+            other.commit()
+            other.close()
+        return None
+
+    with ScriptedSink(data_reply=on_data, delay=0.05) as sink:
+        point_at(workspace, sink.port, connections=1)
+        report = _send(workspace, store)
+    assert report.status == "cancelled" and "cancelled" in report.stopped_reason
+    assert 3 <= len(sink.copies()) < 30
+    states = _states(store)
+    assert list(states.values()).count("pending") == 30 - len(sink.copies())
+
+
+def test_a_recipient_deferred_max_attempts_over_a_day_becomes_failed(workspace):
+    store = workspace.store()
+    add_contacts(store, ["slow@example.org", "young@example.org"])
+    add_campaign(store)
+    from mailer.delivery import freeze_campaign
+
+    freeze_campaign(store, workspace.config(), "issue-1", content=PlainContent())
+    two_days_ago = (now_utc() - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    an_hour_ago = (now_utc() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with store.transaction() as conn:
+        for email, first in (
+            ("slow@example.org", two_days_ago),
+            ("young@example.org", an_hour_ago),
+        ):
+            conn.execute(
+                "UPDATE deliveries SET status = 'deferred', attempts = 7, first_attempt_at = ?,"
+                " next_attempt_at = ? WHERE contact_id = (SELECT id FROM contacts WHERE email = ?)",
+                (first, first, email),
+            )
+    with ScriptedSink(rcpt_reply=lambda a: "451 4.2.0 mailbox busy") as sink:
+        point_at(workspace, sink.port, max_attempts=8)
+        _send(workspace, store)
+    rows = dict(
+        store.conn.execute(
+            "SELECT c.email, d.status || ' ' || d.attempts || ' ' || d.last_error"
+            " FROM deliveries d JOIN contacts c ON c.id = d.contact_id"
+        ).fetchall()
+    )
+    assert rows["slow@example.org"].startswith("failed 8 gave up after 8 attempts")
+    assert rows["young@example.org"].startswith("deferred 8")  # not yet a day of tries
+    bounced = store.conn.execute("SELECT count(*) FROM contacts WHERE status = 'bounced'")
+    assert bounced.fetchone()[0] == 0  # temporary errors never bounce an address
+
+
+def test_an_address_that_needs_smtputf8_is_refused_before_sending_and_reported(workspace):
+    store = workspace.store()
+    add_contacts(store, ["plain@example.org"])
+    with store.transaction() as conn:
+        from mailer.store import contacts as q
+
+        q.insert_contact(
+            conn,
+            email="pääkäyttäjä@example.org",
+            email_ascii="pääkäyttäjä@example.org",
+            email_key="pääkäyttäjä@example.org",
+            name="",
+            organization="",
+            language="fi",
+            attributes={},
+            consent_source="test",
+            now=now_utc(),
+        )
+    add_campaign(store)
+    with ScriptedSink(smtputf8=False) as sink:
+        point_at(workspace, sink.port)
+        report = _send(workspace, store)
+    assert sink.recipients() == ["plain@example.org"]
+    assert report.refused == 1 and report.failed == 1
+    row = store.conn.execute(
+        "SELECT d.status, d.last_error FROM deliveries d JOIN contacts c ON c.id = d.contact_id"
+        " WHERE c.email LIKE 'p_äk%'"
+    ).fetchone()
+    assert row[0] == "failed" and "SMTPUTF8" in row[1]
+    with ScriptedSink(smtputf8=True) as sink:
+        point_at(workspace, sink.port)
+        store.conn.execute("UPDATE deliveries SET status = 'pending' WHERE status = 'failed'")
+        store.conn.execute("UPDATE campaigns SET status = 'sending'")
+        again = _send(workspace, store)
+    assert again.sent == 1 and sink.recipients() == ["pääkäyttäjä@example.org"]

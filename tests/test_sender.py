@@ -174,3 +174,96 @@ def test_consecutive_connection_failures_pause_the_pool_without_touching_jobs():
 
 def test_wire_data_dot_stuffs_and_terminates():
     assert wire_data(b".hidden\r\nline\r\n.") == b"..hidden\r\nline\r\n..\r\n.\r\n"
+
+
+def _self_signed(tmp_path):
+    import shutil
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs openssl")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+def test_starttls_verifies_the_server_certificate(tmp_path):
+    from aiosmtpd.controller import Controller
+
+    from tests.sending_helpers import ScriptedHandler
+
+    key, cert = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    handler = ScriptedHandler()
+    port = free_port()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, tls_context=server_tls, require_starttls=True
+    )
+    controller.start()
+    try:
+        # An untrusted certificate is refused: nothing is sent in clear or to an impostor.
+        with pytest.raises(SmtpError, match="TLS|certificate"):
+            connect("127.0.0.1", port, security="starttls", timeout=5)
+        trusting = ssl.create_default_context(cafile=str(cert))
+        conn = Connection(
+            lambda: connect(
+                "127.0.0.1", port, security="starttls", timeout=5, ssl_context=trusting
+            ),
+        )
+        outcome = conn.send(Envelope("s@arcticsmartness.eu", "a@example.org", _message("a")))
+        conn.close()
+    finally:
+        controller.stop()
+    assert outcome.status == SENT
+    assert [r for item in handler.received for r in item.rcpt_tos] == ["a@example.org"]
+
+
+def test_auth_uses_the_password_and_a_wrong_one_is_a_clear_error():
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from tests.sending_helpers import ScriptedHandler
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"uutiset" and auth_data.password == b"s3cret"
+        return AuthResult(success=ok, handled=False)
+
+    handler = ScriptedHandler()
+    port = free_port()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticator,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        with pytest.raises(SmtpError, match="authentication failed"):
+            connect("127.0.0.1", port, security="none", username="uutiset", password="wrong")
+        client = connect("127.0.0.1", port, security="none", username="uutiset", password="s3cret")
+        client.quit()
+    finally:
+        controller.stop()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +115,33 @@ def _summary(report: Any) -> None:
         err(f"{name}: stopped: {report.stopped_reason}.")
 
 
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """Treat SIGTERM (cron's timeout, systemd) like Ctrl-C: finish the messages in flight."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(name: str | None) -> Exception:
+    from mailer.errors import MailerError
+
+    again = f"`mailer send {name}`" if name else "`mailer send-due`"
+    return MailerError(
+        f"stopped; the messages in flight were finished and recorded; {again} continues"
+    )
+
+
 def _paused_error(report: Any) -> Exception:
     from mailer.errors import MailerError
 
@@ -188,7 +218,12 @@ def send(
             connections=connections, rate=rate, resend_unknown=resend_unknown
         )
         try:
-            report = delivery.send_campaign(store, config, name, options=options, progress=progress)
+            with _stop_on_sigterm():
+                report = delivery.send_campaign(
+                    store, config, name, options=options, progress=progress
+                )
+        except KeyboardInterrupt:
+            raise _interrupted(name) from None
         finally:
             progress.end()
     _summary(report)
@@ -211,7 +246,10 @@ def send_due(ctx: typer.Context) -> None:
     progress = _Progress(is_terminal(sys.stderr))
     with open_store(config) as store:
         try:
-            report = delivery.send_due(store, config, progress=progress)
+            with _stop_on_sigterm():
+                report = delivery.send_due(store, config, progress=progress)
+        except KeyboardInterrupt:
+            raise _interrupted(None) from None
         finally:
             progress.end()
     if not report.items:

@@ -104,7 +104,9 @@ def fetch_batch(
         "SELECT d.id, d.contact_id, d.language, d.status, d.attempts, d.first_attempt_at,"
         " c.email, c.email_ascii, c.name FROM deliveries d"
         " LEFT JOIN contacts c ON c.id = d.contact_id"
-        f" WHERE d.campaign_id = ? AND d.id > ? AND (d.status IN ({marks})"
+        # The literal IN term lets SQLite use the partial index deliveries_open.
+        " WHERE d.status IN ('pending', 'sending', 'deferred')"
+        f" AND d.campaign_id = ? AND d.id > ? AND (d.status IN ({marks})"
         " OR (d.status = 'deferred' AND d.next_attempt_at <= ?))"
         " AND (? IS NULL OR d.owner = ?) ORDER BY d.id LIMIT ?",
         (campaign_id, after_id, *statuses, due, owner, owner, limit),
@@ -198,7 +200,8 @@ def first_attempt(conn: sqlite3.Connection, delivery_id: int) -> str | None:
 def stale_sending(conn: sqlite3.Connection, campaign_id: int) -> list[sqlite3.Row]:
     return conn.execute(
         "SELECT d.id, c.email FROM deliveries d LEFT JOIN contacts c ON c.id = d.contact_id"
-        " WHERE d.campaign_id = ? AND d.status = 'sending' ORDER BY d.id",
+        " WHERE d.status IN ('pending', 'sending', 'deferred')"
+        " AND d.campaign_id = ? AND d.status = 'sending' ORDER BY d.id",
         (campaign_id,),
     ).fetchall()
 
@@ -238,13 +241,14 @@ def open_count(conn: sqlite3.Connection, campaign_id: int, due: datetime | None 
     """Rows still to do: pending, sending, deferred (only those due when `due` is given)."""
     if due is None:
         row = conn.execute(
-            "SELECT count(*) FROM deliveries WHERE campaign_id = ?"
-            " AND status IN ('pending', 'sending', 'deferred')",
+            "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'sending', 'deferred')"
+            " AND campaign_id = ?",
             (campaign_id,),
         ).fetchone()
     else:
         row = conn.execute(
-            "SELECT count(*) FROM deliveries WHERE campaign_id = ? AND (status = 'pending'"
+            "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'sending', 'deferred')"
+            " AND campaign_id = ? AND (status = 'pending'"
             " OR (status = 'deferred' AND next_attempt_at <= ?))",
             (campaign_id, to_db(due)),
         ).fetchone()
