@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.utils import parseaddr
+from typing import Any
 
 from mailer.errors import AddressError
+
+
+class InvalidAddress(AddressError):
+    """email-validator refused an address; `reason` is its message without the address."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"{address!r}: {reason}")
+        self.address = address
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -27,13 +37,64 @@ class Address:
 
 def clean_line(text: str) -> str:
     """Collapse CR, LF and other line breaks to single spaces and strip the ends."""
-    return " ".join(text.replace("\r", " ").replace("\n", " ").split()) if text else ""
+    if not text:
+        return ""
+    # Fast path for the common cell: printable, single-spaced, no spaces at the ends.
+    if text.isprintable() and "  " not in text and text[0] != " " and text[-1] != " ":
+        return text
+    return " ".join(text.replace("\r", " ").replace("\n", " ").split())
+
+
+_validator: Any = None
+_domains: dict[str, tuple[str, str]] = {}  # domain as written -> (domain, ASCII domain)
+# A local part is checked beside an address literal: the cheapest domain to validate.
+_PROBE_DOMAIN = "[127.0.0.1]"
+
+
+def _email_validator() -> Any:
+    global _validator
+    if _validator is None:
+        # Imported on first use: `mailer --help` must not pay for email-validator.
+        import email_validator
+
+        _validator = email_validator
+    return _validator
+
+
+def validate(addr: str) -> tuple[str, str | None, str, str]:
+    """Check `addr` with email-validator: (local part, ASCII local part or None, domain,
+    ASCII domain). Raises email_validator.EmailNotValidError.
+
+    A spreadsheet repeats a few domains over thousands of rows, and checking the domain is
+    most of email-validator's work, so each domain is checked once and the local part is
+    checked beside an address literal (the cheapest domain to check). Anything the split
+    path does not accept, and any address long enough to meet the length limits, goes
+    through one whole check, so the result and every error message are email-validator's.
+    """
+    v = _email_validator()
+    local, at, domain = addr.rpartition("@")
+    if at and local and domain and domain[0] != "[" and len(addr.encode("utf-8")) <= 200:
+        try:
+            known = _domains.get(domain)
+            if known is None:
+                info = v.validate_email("a@" + domain, check_deliverability=False)
+                known = (info.domain, info.ascii_domain)
+                if len(_domains) < 100_000:
+                    _domains[domain] = known
+            info = v.validate_email(
+                local + "@" + _PROBE_DOMAIN, check_deliverability=False, allow_domain_literal=True
+            )
+        except v.EmailNotValidError:
+            pass  # the whole check below gives email-validator's exact reason
+        else:
+            return info.local_part, info.ascii_local_part, known[0], known[1]
+    info = v.validate_email(addr, check_deliverability=False)
+    return info.local_part, info.ascii_local_part, info.domain, info.ascii_domain
 
 
 def parse_address(raw: str) -> Address:
     """Validate `raw` (an address or `Name <address>`) and return its normalised form."""
-    from email_validator import EmailNotValidError, validate_email
-
+    v = _email_validator()
     text = clean_line(raw)
     if not text:
         raise AddressError("empty e-mail address")
@@ -46,15 +107,12 @@ def parse_address(raw: str) -> Address:
     else:
         addr = text
     try:
-        info = validate_email(addr, check_deliverability=False)
-    except EmailNotValidError as exc:
-        error = AddressError(f"{addr!r}: {exc}")
-        error.reason = str(exc)  # without the address, for reports that show it beside
-        raise error from None
-    ascii_email = info.ascii_email
-    domain_ascii = ascii_email.rsplit("@", 1)[1] if ascii_email else info.domain
-    key = f"{info.local_part.casefold()}@{domain_ascii.lower()}"
-    return Address(info.normalized, ascii_email, key, display)
+        local, ascii_local, domain, ascii_domain = validate(addr)
+    except v.EmailNotValidError as exc:
+        raise InvalidAddress(addr, str(exc)) from None
+    ascii_email = f"{ascii_local}@{ascii_domain}" if ascii_local and ascii_domain else None
+    key = f"{local.casefold()}@{ascii_domain.lower()}"
+    return Address(f"{local}@{domain}", ascii_email, key, display)
 
 
 def ascii_form(address: Address) -> str:

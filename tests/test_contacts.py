@@ -133,7 +133,8 @@ def test_unsubscribe_and_resubscribe_record_events_and_change_the_count(workspac
     res = workspace.cli("contacts", "unsubscribe", "A@example.com")
     assert res.exit_code == 0 and "Unsubscribed a@example.com" in res.stdout
     assert workspace.cli("segments", "count", "municipality:kemi").stdout.strip() == "0"
-    assert "already" in workspace.cli("contacts", "unsubscribe", "a@example.com").stdout
+    again = workspace.cli("contacts", "unsubscribe", "a@example.com").stdout
+    assert "Nothing changed: a@example.com is unsubscribed" in again
     assert show(workspace, "a@example.com")["status"] == "unsubscribed"
     assert workspace.cli("contacts", "resubscribe", "a@example.com").exit_code == 0
     assert workspace.cli("segments", "count", "municipality:kemi").stdout.strip() == "1"
@@ -200,3 +201,30 @@ def test_library_add_and_list_without_the_cli(workspace):
         assert report.outcome == "added"
         views = list_contacts(store, config, "company:*")
     assert [v.email for v in views] == ["x@example.org"]
+
+
+def test_a_bounced_contact_is_not_resubscribed(workspace):
+    workspace.cli("contacts", "add", "b@example.com")
+    with workspace.store() as store:
+        store.conn.execute("UPDATE contacts SET status = 'bounced'")
+    assert "Nothing changed" in workspace.cli("contacts", "unsubscribe", "b@example.com").stdout
+    res = workspace.cli("contacts", "resubscribe", "b@example.com")
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, "bounced")
+    assert rows_of(db(workspace), "SELECT count(*) FROM unsubscribe_events") == [(0,)]
+
+
+def test_the_id_of_a_forgotten_contact_is_never_given_again(workspace, tmp_path):
+    workspace.cli("contacts", "add", "a@example.com")
+    workspace.cli("contacts", "add", "last@example.com")
+    (old_id,) = rows_of(db(workspace), "SELECT max(id) FROM contacts")[0]
+    workspace.cli("contacts", "forget", "last@example.com")
+    workspace.cli("contacts", "add", "new@example.com")
+    (new_id,) = rows_of(db(workspace), "SELECT id FROM contacts WHERE email = 'new@example.com'")[0]
+    assert new_id > old_id
+    workspace.cli("contacts", "forget", "new@example.com")
+    path = tmp_path / "in.csv"
+    path.write_text("email\nnewer@example.com\n", encoding="utf-8")
+    workspace.cli("contacts", "import", str(path))
+    (newer_id,) = rows_of(db(workspace), "SELECT id FROM contacts WHERE email LIKE 'newer%'")[0]
+    assert newer_id > new_id

@@ -377,3 +377,41 @@ def test_too_many_cells_and_a_bad_list_name_are_invalid_rows(workspace, tmp_path
     res = workspace.cli("contacts", "import", str(path))
     assert "row 2: invalid" in res.stdout and "row 3: invalid" in res.stdout
     assert "1 added" in res.stdout
+
+
+def test_excel_sep_line_names_the_delimiter_and_is_not_a_row(workspace, tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(
+        "sep=,\r\nSähköposti,Kieli\r\na@example.com,fi\r\nbad@,fi\r\n".encode("cp1252")
+    )
+    res = workspace.cli("contacts", "import", str(path))
+    assert res.exit_code == 0, res.stderr
+    assert "row 3: invalid: bad@" in res.stdout
+    assert "1 added" in res.stdout
+
+
+def test_library_import_reports_progress(workspace, tmp_path):
+    from mailer.importer import import_contacts
+    from mailer.timeutil import now_utc
+
+    rows = [["email"]] + [[f"p{i}@example.com"] for i in range(12_000)]
+    path = write_csv(tmp_path / "big.csv", rows)
+    seen = []
+    with workspace.store() as store:
+        report = import_contacts(
+            store,
+            workspace.config(),
+            path,
+            now=now_utc(),
+            progress=lambda d, t: seen.append((d, t)),
+        )
+    assert report.added == 12_000
+    assert seen[-1] == (12_000, 12_000)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) >= 3
+
+
+def test_import_needs_no_secret_until_an_address_was_forgotten(workspace, tmp_path):
+    workspace.set_config("web", "secret", '""')
+    path = write_csv(tmp_path / "in.csv", [["email"], ["a@example.com"]])
+    res = workspace.cli("contacts", "import", str(path), env={"MAILER_SECRET": ""})
+    assert res.exit_code == 0 and "1 added" in res.stdout

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from mailer.cli._common import check_format, err, get_config, open_store, print_json, print_rows
+from mailer.cli._common import (
+    check_format,
+    err,
+    get_config,
+    is_terminal,
+    open_store,
+    print_json,
+    print_rows,
+)
 
 app = typer.Typer(help="Import, list, show, export and unsubscribe contacts.", no_args_is_help=True)
 
@@ -16,7 +24,9 @@ LIST_COLUMNS = ("email", "name", "organization", "language", "status", "lists")
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="CSV file (UTF-8 or cp1252; `,` `;` or tab)."),
+    file: Path = typer.Argument(
+        ..., metavar="FILE", help="CSV file (UTF-8 or cp1252; `,` `;` or tab)."
+    ),
     lists: list[str] = typer.Option(
         [], "--list", "-l", metavar="KIND:SLUG", help="Also add every imported row to this list."
     ),
@@ -48,7 +58,14 @@ def import_(
     with open_store(config) as store:
         try:
             report = import_contacts(
-                store, config, file, lists=lists, strict=strict, dry_run=dry_run, now=now_utc()
+                store,
+                config,
+                file,
+                lists=lists,
+                strict=strict,
+                dry_run=dry_run,
+                now=now_utc(),
+                progress=_progress_line if is_terminal() else None,
             )
         except StrictImportError as exc:
             for problem in exc.report.problems:
@@ -67,10 +84,19 @@ def import_(
     typer.echo(report.summary())
 
 
+def _progress_line(done: int, total: int) -> None:
+    """Rewrite one status line on a terminal's stderr."""
+    import sys
+
+    end = "\n" if done >= total else ""
+    sys.stderr.write(f"\rChecking rows: {done}/{total}{end}")
+    sys.stderr.flush()
+
+
 @app.command("add")
 def add(
     ctx: typer.Context,
-    email: str = typer.Argument(..., help="The address, or 'Name <address>'."),
+    email: str = typer.Argument(..., metavar="EMAIL", help="The address, or 'Name <address>'."),
     name: str = typer.Option("", "--name", help="Full name."),
     org: str = typer.Option("", "--org", help="Organisation."),
     lang: str = typer.Option(None, "--lang", help="Language: fi, en, sv or se (default: config)."),
@@ -106,7 +132,9 @@ def list_(
     segment: str = typer.Option(
         None, "--segment", "-s", metavar="EXPR", help="Only contacts matching this segment."
     ),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    fmt: str = typer.Option(
+        "table", "--format", "-f", metavar="FORMAT", help="table, csv or json."
+    ),
 ) -> None:
     """List contacts of any status, optionally those matching a segment.
 
@@ -128,8 +156,8 @@ def list_(
 @app.command("show")
 def show(
     ctx: typer.Context,
-    email: str = typer.Argument(..., help="The contact's address (any case)."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+    email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address (any case)."),
+    fmt: str = typer.Option("table", "--format", "-f", metavar="FORMAT", help="table or json."),
 ) -> None:
     """Show one contact: fields, status, lists and attributes.
 
@@ -192,7 +220,7 @@ def export(
 @app.command("unsubscribe")
 def unsubscribe(
     ctx: typer.Context,
-    email: str = typer.Argument(..., help="The contact's address."),
+    email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address."),
 ) -> None:
     """Unsubscribe a contact (recorded with source 'cli').
 
@@ -207,16 +235,16 @@ def unsubscribe(
     typer.echo(
         f"Unsubscribed {change.email}"
         if change.changed
-        else f"{change.email} was already unsubscribed"
+        else f"Nothing changed: {change.email} is {change.new}"
     )
 
 
 @app.command("resubscribe")
 def resubscribe(
     ctx: typer.Context,
-    email: str = typer.Argument(..., help="The contact's address."),
+    email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address."),
 ) -> None:
-    """Subscribe an unsubscribed or bounced contact again (recorded with source 'cli').
+    """Subscribe an unsubscribed contact again (recorded with source 'cli'; bounced stays).
 
     Example: mailer contacts resubscribe aino.aikio@example.org
     """
@@ -229,14 +257,14 @@ def resubscribe(
     typer.echo(
         f"Resubscribed {change.email}"
         if change.changed
-        else f"{change.email} was already subscribed"
+        else f"Nothing changed: {change.email} is {change.new}"
     )
 
 
 @app.command("forget")
 def forget(
     ctx: typer.Context,
-    email: str = typer.Argument(..., help="The contact's address."),
+    email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address."),
 ) -> None:
     """Erase a contact's personal data; keep only a keyed hash so it is never imported again.
 

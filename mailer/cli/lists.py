@@ -14,7 +14,9 @@ app = typer.Typer(
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    fmt: str = typer.Option(
+        "table", "--format", "-f", metavar="FORMAT", help="table, csv or json."
+    ),
 ) -> None:
     """Show every list with its members and subscribed members.
 

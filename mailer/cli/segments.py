@@ -50,7 +50,9 @@ def save(
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    fmt: str = typer.Option(
+        "table", "--format", "-f", metavar="FORMAT", help="table, csv or json."
+    ),
 ) -> None:
     """Show saved segments with their current count of subscribed contacts.
 

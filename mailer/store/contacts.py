@@ -28,11 +28,13 @@ def insert_contact(
     status: str = "subscribed",
 ) -> int:
     stamp = to_db(now)
-    cursor = conn.execute(
-        "INSERT INTO contacts (email, email_ascii, email_key, name, organization, language,"
+    contact_id = next_contact_id(conn)
+    conn.execute(
+        "INSERT INTO contacts (id, email, email_ascii, email_key, name, organization, language,"
         " status, attributes, consent_source, consent_at, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
+            contact_id,
             email,
             email_ascii,
             email_key,
@@ -47,8 +49,7 @@ def insert_contact(
             stamp,
         ),
     )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    return contact_id
 
 
 def get_contact_by_key(conn: sqlite3.Connection, email_key: str) -> sqlite3.Row | None:
@@ -109,6 +110,11 @@ CONTACT_COLUMNS = (
 _C_COLUMNS = ", ".join(f"c.{name.strip()}" for name in CONTACT_COLUMNS.split(","))
 
 
+def use_bulk_cache(conn: sqlite3.Connection) -> None:
+    """Give this connection a page cache big enough for bulk index updates (64 MB)."""
+    conn.execute("PRAGMA cache_size = -65536")
+
+
 def all_contacts_by_key(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
     """Every contact, keyed by email_key (an import reads them once instead of per row)."""
     rows = conn.execute(f"SELECT {CONTACT_COLUMNS} FROM contacts")
@@ -135,7 +141,12 @@ def memberships_of(conn: sqlite3.Connection, contact_ids: list[int]) -> dict[int
 
 
 def next_contact_id(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM contacts").fetchone()[0])
+    """The id for a new contact: above every id in use or ever deleted (never reused)."""
+    row = conn.execute(
+        "SELECT max((SELECT coalesce(max(id), 0) FROM contacts),"
+        " (SELECT coalesce(max(value), 0) FROM contact_id_floor)) + 1"
+    ).fetchone()
+    return int(row[0])
 
 
 def insert_contacts_many(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
