@@ -417,32 +417,39 @@ class SmtpPool(Generic[J]):
                     return None
 
         first, self._first = self._first, None
+        # Workers report their end through this event: Thread.join() interrupted by a
+        # signal (Ctrl-C, SIGTERM) can wrongly mark a running thread as stopped on 3.11.
+        done = threading.Event()
+        running = [self.size]
+
+        def worker(conn: Connection | None) -> None:
+            try:
+                self._worker(conn, next_job, prepare, record, finish)
+            finally:
+                with self._lock:
+                    running[0] -= 1
+                    if running[0] == 0:
+                        done.set()
+
         threads = [
             threading.Thread(
-                target=self._worker,
-                args=(first if i == 0 else None, next_job, prepare, record, finish),
-                name=f"smtp-{i}",
-                daemon=True,
+                target=worker, args=(first if i == 0 else None,), name=f"smtp-{i}", daemon=True
             )
             for i in range(self.size)
         ]
         for thread in threads:
             thread.start()
         try:
-            while True:
-                alive = [t for t in threads if t.is_alive()]
-                if not alive:
-                    break
-                alive[0].join(tick_every)
+            while not done.wait(tick_every):
                 if tick is not None and self._error is None:
                     try:
                         tick()
                     except BaseException as exc:  # a tick failure stops the pool, then re-raises
                         self._fail(exc)
         except BaseException:
+            # Interrupted: the workers finish and record the messages in flight, then stop.
             self.stop.set()
-            for thread in threads:
-                thread.join()
+            done.wait()
             raise
         if tick is not None and self._error is None:
             tick()
