@@ -170,7 +170,7 @@ class SendReport:
 @dataclass
 class DueItem:
     campaign: str
-    action: str  # sent | late | held | idle
+    action: str  # sent | late | held | idle | quota
     detail: str = ""
     report: SendReport | None = None
 
@@ -914,6 +914,13 @@ def send_due(
                     q_campaigns.set_status(conn, row["id"], "sent", ("sending",), clock())
             report.items.append(DueItem(name, "idle", "nothing due yet"))
             continue
+        if config.smtp.per_day:
+            used = q_campaigns.quota_used(store.conn, clock())[1]
+            if used >= config.smtp.per_day:
+                report.items.append(
+                    DueItem(name, "quota", f"today's quota of {config.smtp.per_day} is used")
+                )
+                break  # not worth a connection: no campaign can send before the quota frees
         try:
             sent = send_campaign(
                 store,
