@@ -820,6 +820,8 @@ def _send_held(
                 conn, stale["id"], "the run sending it stopped before the server answered", now
             ):
                 run.report.became_unknown.append(stale["email"] or f"delivery {stale['id']}")
+        if run.quotas:
+            q_campaigns.prune_usage(conn, now)
         if options.resend_unknown:
             q_deliveries.requeue_unknown(conn, run.campaign_id, now)
         run.total = q_deliveries.open_count(

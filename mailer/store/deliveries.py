@@ -190,13 +190,6 @@ def mark_outcome(
     return cursor.rowcount == 1
 
 
-def first_attempt(conn: sqlite3.Connection, delivery_id: int) -> str | None:
-    row = conn.execute(
-        "SELECT first_attempt_at FROM deliveries WHERE id = ?", (delivery_id,)
-    ).fetchone()
-    return row[0] if row else None
-
-
 def stale_sending(conn: sqlite3.Connection, campaign_id: int) -> list[sqlite3.Row]:
     return conn.execute(
         "SELECT d.id, c.email FROM deliveries d LEFT JOIN contacts c ON c.id = d.contact_id"
@@ -226,15 +219,6 @@ def requeue_unknown(conn: sqlite3.Connection, campaign_id: int, now: datetime) -
         (to_db(now), campaign_id),
     )
     return cursor.rowcount
-
-
-def recipients_in(conn: sqlite3.Connection, campaign_id: int, status: str, limit: int) -> list[str]:
-    rows = conn.execute(
-        "SELECT c.email FROM deliveries d JOIN contacts c ON c.id = d.contact_id"
-        " WHERE d.campaign_id = ? AND d.status = ? ORDER BY d.id LIMIT ?",
-        (campaign_id, status, limit),
-    )
-    return [row[0] for row in rows]
 
 
 def open_count(conn: sqlite3.Connection, campaign_id: int, due: datetime | None = None) -> int:
