@@ -6,7 +6,7 @@ import csv
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ class ContactView:
     status: str
     lists: list[str] = field(default_factory=list)  # sorted KIND:SLUG
     attributes: dict[str, Any] = field(default_factory=dict)
+    last_change: Any = None  # mailer.unsubscribes.Event: the latest (un)subscribe, for `show`
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -190,9 +191,11 @@ def list_contacts(store: Store, config: Config, segment: str | None = None) -> l
 def show_contact(store: Store, email: str) -> ContactView:
     """One contact by address (in any case or Unicode form)."""
     from mailer.store import contacts as q
+    from mailer.unsubscribes import last_event
 
     row = _find(store.conn, email)
-    return _view(row, q.contact_lists(store.conn, int(row["id"])))
+    view = _view(row, q.contact_lists(store.conn, int(row["id"])))
+    return replace(view, last_change=last_event(store.conn, view.id))
 
 
 EXPORT_FIELDS = ("email", "name", "organization", "language", "status")

@@ -341,6 +341,8 @@ class Stats:
 
 
 def campaign_stats(store: Store, name: str) -> Stats:
+    from mailer.unsubscribes import count_for_campaign
+
     conn = store.conn
     row = _campaign(conn, name)
     counts = q_deliveries.counts(conn, row["id"])
@@ -354,7 +356,7 @@ def campaign_stats(store: Store, name: str) -> Stats:
         pending=counts["pending"] + counts["sending"],  # `sending`: in flight right now
         unknown=counts["unknown"],
         skipped=counts["skipped"],
-        unsubscribed=q_deliveries.unsubscribed_count(conn, row["id"]),
+        unsubscribed=count_for_campaign(conn, row["id"]),
     )
 
 

@@ -1,22 +1,15 @@
-"""The whole path: a real send, a one-click POST on its List-Unsubscribe, the next send.
-
-Needs the sending part (`mailer.delivery`, `campaign create`, `send`); skipped until it is
-merged.
-"""
+"""The whole path: a real send, a one-click POST on its List-Unsubscribe, the next send."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from urllib.parse import urlsplit
 
-import pytest
-
-pytest.importorskip("mailer.delivery")
-newsletter = pytest.importorskip("tests.newsletter_helpers")
-
-from mailer.unsubscribes import count_for_campaign, last_event  # noqa: E402
-from tests.web_helpers import Server  # noqa: E402
+from mailer.unsubscribes import count_for_campaign, last_event
+from tests import newsletter_helpers as newsletter
+from tests.web_helpers import Server
 
 
 def test_the_next_send_skips_a_contact_who_unsubscribed_by_one_click(smtp_workspace, smtp_server):
@@ -67,5 +60,18 @@ def test_the_next_send_skips_a_contact_who_unsubscribed_by_one_click(smtp_worksp
             ).fetchone()
             event = last_event(store.conn, contact_id)
             assert (event.source, event.campaign) == ("one-click", "uutiskirje-2018-11")
+        stats = json.loads(ws.cli("stats", "uutiskirje-2018-11", "--format", "json").stdout)
+        assert (stats["sent"], stats["unsubscribed"]) == (2, 1)
+        shown = json.loads(ws.cli("contacts", "show", "lahtija@example.org", "-f", "json").stdout)
+        assert shown["status"] == "unsubscribed"
+        assert shown["last_change"]["campaign"] == "uutiskirje-2018-11"
+        assert shown["last_change"]["source"] == "one-click"
+        table = ws.cli("contacts", "show", "lahtija@example.org").stdout
+        assert "unsubscribed:" in table and "uutiskirje-2018-11" in table
+        # An undo through the page counts the campaign's unsubscribe out again.
+        token = urlsplit(url).path.rsplit("/", 1)[1]
+        assert server.form_post(f"/u/{token}/resubscribe", {"confirm": "page"}).status == 200
+        stats = json.loads(ws.cli("stats", "uutiskirje-2018-11", "--format", "json").stdout)
+        assert stats["unsubscribed"] == 0
     finally:
         server.stop()

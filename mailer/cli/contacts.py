@@ -159,7 +159,7 @@ def show(
     email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address (any case)."),
     fmt: str = typer.Option("table", "--format", "-f", metavar="FORMAT", help="table or json."),
 ) -> None:
-    """Show one contact: fields, status, lists and attributes.
+    """Show one contact: fields, status and its last change, lists and attributes.
 
     Example: mailer contacts show aino.aikio@example.org --format json
     """
@@ -172,11 +172,17 @@ def show(
     with open_store(config) as store:
         view = show_contact(store, email)
     data = view.to_json()
+    change = view.last_change
+    if change is not None:
+        data["last_change"] = change.to_dict()
     if fmt == "json":
         print_json(data)
         return
     for key in ("email", "name", "organization", "language", "status"):
         typer.echo(f"{key + ':':14}{data[key]}")
+    if change is not None:
+        via = f" through campaign {change.campaign}" if change.campaign else ""
+        typer.echo(f"{change.action + 'd:':14}{data['last_change']['at']} ({change.source}){via}")
     typer.echo(f"{'lists:':14}{', '.join(data['lists'])}")
     for key, value in sorted(data["attributes"].items()):
         typer.echo(f"{key + ':':14}{value}")

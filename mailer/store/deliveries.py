@@ -74,15 +74,6 @@ def counts(conn: sqlite3.Connection, campaign_id: int) -> dict[str, int]:
     return out
 
 
-def unsubscribed_count(conn: sqlite3.Connection, campaign_id: int) -> int:
-    """Unsubscribes made through this campaign's links."""
-    row = conn.execute(
-        "SELECT count(*) FROM unsubscribe_events WHERE campaign_id = ? AND action = 'unsubscribe'",
-        (campaign_id,),
-    ).fetchone()
-    return int(row[0])
-
-
 def fetch_batch(
     conn: sqlite3.Connection,
     campaign_id: int,
