@@ -287,7 +287,7 @@ def resubscribe(
     source: str = "cli",
     campaign_id: int | None = None,
 ) -> StatusChange:
-    """Subscribe an unsubscribed or bounced contact again and record the event."""
+    """Subscribe an unsubscribed contact again and record the event (a bounce stays)."""
     return _change_status(store, email, "resubscribe", now, source, campaign_id)
 
 

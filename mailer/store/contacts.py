@@ -295,24 +295,6 @@ def is_suppressed(conn: sqlite3.Connection, hashes: list[str]) -> bool:
 # --- status events ------------------------------------------------------------------------
 
 
-def record_status_event(
-    conn: sqlite3.Connection,
-    contact_id: int | None,
-    campaign_id: int | None,
-    action: str,
-    source: str,
-    now: datetime,
-) -> int:
-    """Record an unsubscribe or resubscribe (action) from a source ('cli', 'import', …)."""
-    cursor = conn.execute(
-        "INSERT INTO unsubscribe_events (contact_id, campaign_id, action, source, at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (contact_id, campaign_id, action, source, to_db(now)),
-    )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
-
-
 def record_status_events_many(
     conn: sqlite3.Connection, rows: list[tuple[int, str, str]], now: datetime
 ) -> None:
