@@ -122,6 +122,14 @@ def ascii_form(address: Address) -> str:
     return address.email.rsplit("@", 1)[0] + "@" + address.key.rsplit("@", 1)[1]
 
 
+def secret_id(secret: bytes) -> str:
+    """A short fingerprint of a secret that tells which one keyed a hash (not the secret)."""
+    import hashlib
+    import hmac
+
+    return hmac.new(secret, b"mailer-suppression-key-id", hashlib.sha256).hexdigest()[:16]
+
+
 def suppression_hash(secret: bytes, email_key: str) -> str:
     """The keyed hash a forgotten address leaves behind: HMAC-SHA256 of its email_key."""
     import hashlib

@@ -10,7 +10,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from mailer.addresses import ascii_form, clean_line, parse_address, suppression_hash
+from mailer.addresses import (
+    ascii_form,
+    clean_line,
+    parse_address,
+    secret_id,
+    suppression_hash,
+)
 from mailer.errors import ConflictError, InputError, NotFoundError
 
 if TYPE_CHECKING:
@@ -68,10 +74,34 @@ def _check_language(language: str | None, config: Config) -> str | None:
         raise InputError(str(exc)) from None
 
 
+def suppression_secrets(
+    conn: sqlite3.Connection, config: Config, secrets: Sequence[bytes] | None = None
+) -> list[bytes]:
+    """The secrets that recognise forgotten addresses; refuse when one of them is gone.
+
+    A forgotten address is kept as an HMAC keyed with the web secret. Were that secret
+    dropped from the configuration, the person could be imported again unnoticed, so a
+    stored fingerprint without its secret is a configuration error.
+    """
+    from mailer.errors import ConfigError
+    from mailer.store import contacts as q
+
+    secrets = list(secrets) if secrets is not None else config.secrets()
+    missing = q.suppression_key_ids(conn) - {secret_id(s) for s in secrets}
+    if missing:
+        raise ConfigError(
+            "forgotten addresses were hashed with a secret that is no longer configured;"
+            " put the old secret back into web.previous_secrets",
+            where=str(config.path),
+        )
+    return secrets
+
+
 def _is_forgotten(conn: sqlite3.Connection, config: Config, key: str) -> bool:
     from mailer.store import contacts as q
 
-    return q.is_suppressed(conn, [suppression_hash(s, key) for s in config.secrets()])
+    secrets = suppression_secrets(conn, config)
+    return q.is_suppressed(conn, [suppression_hash(s, key) for s in secrets])
 
 
 def _find(conn: sqlite3.Connection, email: str) -> sqlite3.Row:
@@ -325,7 +355,9 @@ def forget(store: Store, config: Config, email: str, *, now: datetime) -> Forget
         row = _find(conn, email)
         contact_id = int(row["id"])
         lists = len(q.contact_lists(conn, contact_id))
-        q.add_suppression(conn, suppression_hash(secret, row["email_key"]), "forgotten", now)
+        q.add_suppression(
+            conn, suppression_hash(secret, row["email_key"]), "forgotten", now, secret_id(secret)
+        )
         if not q.delete_contact(conn, contact_id):
             raise ConflictError(f"{row['email']} changed meanwhile; try again")
         return ForgetReport(row["email"], lists)

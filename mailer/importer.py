@@ -534,8 +534,10 @@ def _plan_and_apply(
     q.use_bulk_cache(conn)
     existing = q.all_contacts_by_key(conn)
     suppressed = q.suppression_hashes(conn)
-    if suppressed and secrets is None:
-        secrets = config.secrets()  # needed only to recognise forgotten addresses
+    if suppressed:  # the secrets are needed only to recognise forgotten addresses
+        from mailer.contacts import suppression_secrets
+
+        secrets = suppression_secrets(conn, config, secrets)
     list_ids = q.all_list_ids(conn)
     known_ids = [int(existing[k]["id"]) for k in parsed if k in existing]
     current = q.memberships_of(conn, known_ids)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +33,9 @@ def init_workspace(
     if config_path.exists() and not force:
         raise InputError(f"{config_path} already exists (use --force to overwrite it)")
     directory.mkdir(parents=True, exist_ok=True)
-    text = CONFIG_TEMPLATE.replace("{secret}", secrets.token_urlsafe(32))
+    secret, previous = _kept_secrets(config_path)
+    text = CONFIG_TEMPLATE.replace('"{secret}"', json.dumps(secret or secrets.token_urlsafe(32)))
+    text = text.replace("previous_secrets = []", f"previous_secrets = {json.dumps(previous)}")
     tmp = config_path.with_suffix(".toml.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.chmod(0o600)  # it holds the secret
@@ -45,9 +49,28 @@ def init_workspace(
         if source.is_dir() or source.name.startswith("."):
             continue
         dest = target / source.relative_to(data_dir("templates"))
-        if dest.exists() and not force:
-            continue  # staff may have edited it
+        if dest.exists():
+            continue  # staff may have edited it; --force is about mailer.toml only
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, dest)
         report.templates_copied.append(dest)
     return report
+
+
+def _kept_secrets(config_path: Path) -> tuple[str, list[str]]:
+    """The secret and previous secrets of an existing mailer.toml, which --force keeps.
+
+    Sent unsubscribe links and the hashes of forgotten addresses depend on them.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        web = tomllib.loads(config_path.read_text(encoding="utf-8")).get("web", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return "", []
+    secret = web.get("secret") if isinstance(web, dict) else None
+    previous = web.get("previous_secrets") if isinstance(web, dict) else None
+    kept = [p for p in previous if isinstance(p, str) and p] if isinstance(previous, list) else []
+    return (secret if isinstance(secret, str) else ""), kept

@@ -22,9 +22,21 @@ def test_init_refuses_to_overwrite_unless_forced(workspace):
     assert res.exit_code == 2
     assert "already exists" in res.stderr and res.stderr.count("\n") == 1
     assert workspace.config_path.read_text() == before
+
+
+def test_init_force_rewrites_the_config_but_keeps_secrets_and_edited_templates(workspace):
+    old = load_config(workspace.config_path, {})
+    workspace.set_config("web", "previous_secrets", '["rotated-out-2025"]')
+    workspace.set_config("smtp", "host", '"relay.example.org"')
+    template = workspace.path / "templates" / "newsletter.txt"
+    template.write_text("edited by staff", encoding="utf-8")
     res = workspace.cli("init", str(workspace.path), "--force")
-    assert res.exit_code == 0
-    assert workspace.config_path.read_text() != before  # a fresh secret
+    assert res.exit_code == 0, res.stderr
+    new = load_config(workspace.config_path, {})
+    assert new.smtp.host == "localhost"  # the file is written anew...
+    assert new.secret() == old.secret()  # ...but sent links keep working
+    assert new.web.previous_secrets == ("rotated-out-2025",)
+    assert template.read_text(encoding="utf-8") == "edited by staff"
 
 
 def test_init_writes_a_fresh_random_secret_each_time(tmp_path, cli_runner):

@@ -228,3 +228,30 @@ def test_the_id_of_a_forgotten_contact_is_never_given_again(workspace, tmp_path)
     workspace.cli("contacts", "import", str(path))
     (newer_id,) = rows_of(db(workspace), "SELECT id FROM contacts WHERE email LIKE 'newer%'")[0]
     assert newer_id > new_id
+
+
+def test_a_forgotten_address_stays_forgotten_after_init_force(workspace, tmp_path):
+    csv_file = tmp_path / "back.csv"
+    csv_file.write_text("email;name\nunohda@example.org;Unohda Minut\n", encoding="utf-8")
+    env = {"MAILER_SECRET": ""}  # the secret that `init` wrote into mailer.toml is used
+    assert workspace.cli("contacts", "import", str(csv_file), env=env).exit_code == 0
+    assert workspace.cli("contacts", "forget", "unohda@example.org", env=env).exit_code == 0
+    assert workspace.cli("init", str(workspace.path), "--force").exit_code == 0
+    res = workspace.cli("contacts", "import", str(csv_file), env=env)
+    assert res.exit_code == 0, res.stderr
+    assert "1 suppressed" in res.stdout + res.stderr
+    assert workspace.cli("contacts", "show", "unohda@example.org").exit_code == 2
+
+
+def test_a_dropped_secret_is_refused_instead_of_unforgetting(workspace):
+    assert workspace.cli("contacts", "add", "poistettu@example.org").exit_code == 0
+    assert workspace.cli("contacts", "forget", "poistettu@example.org").exit_code == 0
+    rotated = {"MAILER_SECRET": "a-new-secret-without-the-old-one"}
+    res = workspace.cli("contacts", "add", "poistettu@example.org", env=rotated)
+    assert res.exit_code == 2
+    assert "previous_secrets" in res.stderr and res.stderr.count("\n") == 1
+    assert workspace.cli("contacts", "show", "poistettu@example.org").exit_code == 2
+    # With the old secret kept as a previous one, the address is recognised and refused.
+    workspace.set_config("web", "previous_secrets", '["test-secret-not-for-production"]')
+    res = workspace.cli("contacts", "add", "poistettu@example.org", env=rotated)
+    assert res.exit_code == 2 and "forgotten" in res.stderr.lower()

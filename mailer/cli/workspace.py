@@ -17,7 +17,11 @@ def init(
     directory: Path = typer.Argument(
         Path("."), help="Folder for mailer.toml, the database and templates."
     ),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing mailer.toml."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Write mailer.toml anew over an existing one; keeps its secrets and your templates.",
+    ),
 ) -> None:
     """Create mailer.toml with a fresh secret, the database and starter templates.
 

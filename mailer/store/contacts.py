@@ -273,11 +273,19 @@ def count_contacts(conn: sqlite3.Connection) -> int:
 # --- suppressions (forgotten addresses: a keyed hash only) --------------------------------
 
 
-def add_suppression(conn: sqlite3.Connection, hash_: str, reason: str, now: datetime) -> None:
+def add_suppression(
+    conn: sqlite3.Connection, hash_: str, reason: str, now: datetime, key_id: str
+) -> None:
     conn.execute(
-        "INSERT OR IGNORE INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
-        (hash_, reason, to_db(now)),
+        "INSERT OR IGNORE INTO suppressions (hash, reason, created_at, key_id) VALUES (?, ?, ?, ?)",
+        (hash_, reason, to_db(now), key_id),
     )
+
+
+def suppression_key_ids(conn: sqlite3.Connection) -> set[str]:
+    """Fingerprints of the secrets that keyed the stored suppression hashes."""
+    rows = conn.execute("SELECT DISTINCT key_id FROM suppressions WHERE key_id IS NOT NULL")
+    return {row[0] for row in rows}
 
 
 def suppression_hashes(conn: sqlite3.Connection) -> set[str]:
