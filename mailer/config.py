@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mailer.errors import ConfigError
 
@@ -230,13 +232,19 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         if not isinstance(kind, str) or not kind.isidentifier() or kind in ("lang", "all"):
             raise _bad(path, "lists.kinds", f"{kind!r} is not a usable kind name")
     base_url = values["web"]["base_url"].rstrip("/")
-    if not base_url.startswith(("https://", "http://")):
-        raise _bad(path, "web.base_url", "must start with https://")
+    _check_base_url(path, base_url)
     for key in ("name", "address", "reply_to", "postal_address", "list_id"):
         if any(ch in values["sender"][key] for ch in "\r\n"):
             raise _bad(path, f"sender.{key}", "must be one line")
-    if "@" not in values["sender"]["address"]:
-        raise _bad(path, "sender.address", "is not an e-mail address")
+    for key in ("address", "reply_to"):
+        if key == "address" or values["sender"][key]:
+            _check_mailbox(path, f"sender.{key}", values["sender"][key])
+    if not _DOMAIN.fullmatch(values["sender"]["list_id"]):
+        raise _bad(path, "sender.list_id", "must be a domain name such as arcticsmartness.eu")
+    if dkim is not None and not (
+        _DOMAIN.fullmatch(dkim.domain) and _LABEL.fullmatch(dkim.selector)
+    ):
+        raise _bad(path, "dkim.domain", "and dkim.selector must be DNS names")
     for secret in values["web"]["previous_secrets"]:
         if not isinstance(secret, str):
             raise _bad(path, "web.previous_secrets", "must be a list of strings")
@@ -254,6 +262,36 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         dkim=dkim,
         environ=env,
     )
+
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_DOMAIN = re.compile(rf"(?:{_LABEL.pattern}\.)+{_LABEL.pattern}")
+
+
+def _check_base_url(path: Path, url: str) -> None:
+    """The unsubscribe links are `{base_url}/u/{token}` in every header: keep it clean ASCII."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise _bad(path, "web.base_url", "must be an https:// address")
+    if not url.isascii() or any(ch.isspace() for ch in url) or parts.query or parts.fragment:
+        raise _bad(
+            path,
+            "web.base_url",
+            "must be plain ASCII without spaces, query or fragment"
+            " (write an international domain in its xn-- form)",
+        )
+
+
+def _check_mailbox(path: Path, key: str, value: str) -> None:
+    from mailer.addresses import parse_address
+    from mailer.errors import AddressError
+
+    try:
+        address = parse_address(value)
+    except AddressError as exc:
+        raise _bad(path, key, f"is not a valid e-mail address ({exc.message})") from None
+    if address.display_name or not value.isascii():
+        raise _bad(path, key, "must be a plain ASCII address such as uutiset@example.org")
 
 
 def _section(path: Path, section: str, table: Any) -> dict[str, Any]:

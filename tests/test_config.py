@@ -62,6 +62,11 @@ def test_environment_secret_wins_over_the_file(workspace):
         ("smtp", "security", '"ssl"', "smtp.security must be one of"),
         ("defaults", "language", '"de"', "defaults.language"),
         ("web", "base_url", '"ftp://x"', "web.base_url"),
+        ("web", "base_url", '"https://uutiset.example.org/a b"', "web.base_url"),
+        ("web", "base_url", '"https://uutiset.läppi.example/"', "web.base_url"),
+        ("sender", "address", '"bad addr@example.org"', "sender.address"),
+        ("sender", "reply_to", '"Toimitus <t@example.org>"', "sender.reply_to"),
+        ("sender", "list_id", '"not a domain"', "sender.list_id"),
     ],
 )
 def test_a_bad_key_is_exit_2_naming_the_key(workspace, section, key, value, needle):
