@@ -1,7 +1,7 @@
-"""A real browser: headless Chromium opens a newsletter, follows the unsubscribe link, clicks.
+"""A real browser: headless Chromium opens a real newsletter, follows its footer link, clicks.
 
-The newsletter here is a minimal HTML page written by the test with the footer link; once
-rendering lands, this should open a newsletter made by `mailer render`.
+The newsletter is the HTML part of the message `mailer send --dry-run` writes for the contact,
+with the unsubscribe URL of `[web] base_url` pointing at `mailer serve` on loopback.
 """
 
 from __future__ import annotations
@@ -13,15 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mailer.tokens import make_token, unsubscribe_url
-from tests.conftest import SECRET
-from tests.web_helpers import (
-    Server,
-    add_contact,
-    contact_events,
-    contact_status,
-    insert_campaign_for_tests,
-)
+from tests.newsletter_helpers import copy_campaign
+from tests.web_helpers import Server, contact_events, contact_status
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -58,22 +51,32 @@ def png_size_and_colours(data: bytes) -> tuple[int, int, int]:
 def test_a_reader_unsubscribes_from_the_newsletter_in_a_browser(workspace, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     assert shutil.which(CHROMIUM)
-    with workspace.store() as store:
-        campaign = insert_campaign_for_tests(store, "2026-11", {"fi": "Marraskuun uutiset"})
-        contact = add_contact(store, "selain.lukija@example.com", "fi")
+    import email
+    import email.policy
+
     server = Server.start(workspace.path, workspace.env())
     try:
-        link = unsubscribe_url(
-            f"http://127.0.0.1:{server.port}", make_token(SECRET.encode(), campaign, contact)
+        workspace.set_config("web", "base_url", f'"http://127.0.0.1:{server.port}"')
+        email_address = "selain.lukija@example.com"
+        res = workspace.cli(
+            "contacts", "add", email_address, "--lang", "fi", "--list", "cluster:arctic-power"
         )
+        assert res.exit_code == 0, res.stderr
+        assert (
+            workspace.cli("campaign", "create", str(copy_campaign(workspace.path))).exit_code == 0
+        )
+        out = tmp_path / "dry"
+        res = workspace.cli("send", "uutiskirje-2018-11", "--dry-run", "--out", str(out))
+        assert res.exit_code == 0, res.stderr
+        (eml,) = out.glob("*.eml")
+        message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
         newsletter = tmp_path / "newsletter.html"
-        newsletter.write_text(
-            '<!doctype html><html lang="fi"><meta charset="utf-8"><body>'
-            "<h1>Marraskuun uutiset</h1><p>Klusterit koolla Rovaniemellä.</p>"
-            f'<footer>Arctic Smartness · <a id="unsubscribe" href="{link}">'
-            "Peru tilaus</a></footer></body></html>",
-            encoding="utf-8",
-        )
+        newsletter.write_text(message.get_body(("html",)).get_content(), encoding="utf-8")
+        link = message["List-Unsubscribe"].split(",")[0].strip().strip("<>")
+        with workspace.store() as store:
+            contact, campaign = store.conn.execute(
+                "SELECT (SELECT id FROM contacts), (SELECT id FROM campaigns)"
+            ).fetchone()
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
@@ -81,7 +84,7 @@ def test_a_reader_unsubscribes_from_the_newsletter_in_a_browser(workspace, tmp_p
                 problems: list[str] = []
                 page.on("console", lambda msg: problems.append(msg.text))
                 page.goto(newsletter.as_uri())
-                page.click("#unsubscribe")
+                page.click(f'a[href="{link}"]')
                 page.wait_for_load_state()
                 assert page.url == link
                 heading = page.get_by_role("heading", level=1)
