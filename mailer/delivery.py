@@ -833,7 +833,8 @@ def _send_held(
     rounds: list[tuple[Sequence[str], datetime | None, str | None, float]] = [
         (("pending",) if due_only else ("pending", "deferred"), now if due_only else None, None, 0)
     ]
-    rounds += [(("deferred",), None, owner, delay) for delay in options.retry_delays]
+    if not due_only:  # send-due waits for the backoff; only an explicit `send` retries now
+        rounds += [(("deferred",), None, owner, delay) for delay in options.retry_delays]
     for index, (statuses, due, only_owner, delay) in enumerate(rounds):
         if index:
             with run.lock:

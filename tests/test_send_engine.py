@@ -324,3 +324,30 @@ def test_an_address_that_needs_smtputf8_is_refused_before_sending_and_reported(w
         store.conn.execute("UPDATE campaigns SET status = 'sending'")
         again = _send(workspace, store)
     assert again.sent == 1 and sink.recipients() == ["pääkäyttäjä@example.org"]
+
+
+def test_send_due_leaves_a_deferred_recipient_for_its_backoff(workspace):
+    from mailer.delivery import send_due
+
+    store = workspace.store()
+    add_contacts(store, ["busy@example.org", "ok@example.org"])
+    add_campaign(store, send_at=now_utc() - timedelta(minutes=1))
+
+    def rcpt_reply(address):
+        return "451 4.2.0 mailbox busy" if address == "busy@example.org" else None
+
+    with ScriptedSink(rcpt_reply=rcpt_reply) as sink:
+        point_at(workspace, sink.port)
+        report = send_due(
+            store,
+            workspace.config(),
+            content=PlainContent(),
+            options=SendOptions(retry_delays=(0.01, 0.01)),
+        )
+    assert [item.action for item in report.items] == ["sent"]
+    assert sink.recipients() == ["ok@example.org"]
+    row = store.conn.execute(
+        "SELECT d.status, d.attempts FROM deliveries d JOIN contacts c ON c.id = d.contact_id"
+        " WHERE c.email = 'busy@example.org'"
+    ).fetchone()
+    assert tuple(row) == ("deferred", 1)
