@@ -146,7 +146,7 @@ class SendReport:
     frozen_now: bool = False
     sent: int = 0
     failed: int = 0
-    deferred: int = 0
+    deferred: int = 0  # recipients this run deferred that are still deferred at its end
     unknown: int = 0
     skipped: int = 0
     refused: int = 0  # not offered: the address needs SMTPUTF8 the server lacks
@@ -158,6 +158,7 @@ class SendReport:
     stopped_reason: str = ""
     nothing_to_do: bool = False
     remaining: int = 0  # pending, deferred and sending rows left
+    counts: dict[str, int] = field(default_factory=dict)  # campaign rows by status at the end
     elapsed: float = 0.0
     connections_opened: int = 0
 
@@ -482,6 +483,7 @@ class _Run:
         # message instead of two); only when no wait lies between the two.
         self.buffer_sent = True
         self.local = threading.local()
+        self.deferred_ids: set[int] = set()  # deferred by this run and not delivered since
 
     # Jobs come from the database in batches, so memory stays flat for any audience.
     def jobs(
@@ -605,6 +607,9 @@ class _Run:
 
     def record(self, job: _Job, envelope: smtp.Envelope, outcome: smtp.Outcome) -> None:
         now = self.clock()
+        if outcome.status != smtp.DEFERRED:
+            with self.lock:
+                self.deferred_ids.discard(job.id)
         if outcome.status == smtp.SENT and self.buffer_sent:
             self.local.sent = (job, now)
             with self.lock:
@@ -658,7 +663,8 @@ class _Run:
                 now,
                 next_attempt_at=now + _backoff(attempts),
             )
-            self.report.deferred += 1
+            self.report.deferred += 1  # a running count for progress; _finish sets the final
+            self.deferred_ids.add(job.id)
 
     def snapshot(self) -> Progress:
         r = self.report
@@ -872,9 +878,13 @@ def _send_held(
 def _finish(store: Store, run: _Run, clock: Clock) -> SendReport:
     report = run.report
     report.elapsed = time.monotonic() - run.started
+    # A recipient deferred and then delivered by an in-run retry counts once, as what it became.
+    with run.lock:
+        report.deferred = len(run.deferred_ids)
     now = clock()
     with store.transaction() as conn:
         counts = q_deliveries.counts(conn, run.campaign_id)
+        report.counts = counts
         report.recipients = sum(counts.values())
         report.remaining = counts["pending"] + counts["deferred"] + counts["sending"]
         if report.paused:

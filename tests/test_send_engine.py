@@ -351,3 +351,24 @@ def test_send_due_leaves_a_deferred_recipient_for_its_backoff(workspace):
         " WHERE c.email = 'busy@example.org'"
     ).fetchone()
     assert tuple(row) == ("deferred", 1)
+
+
+def test_a_recipient_deferred_then_sent_in_the_run_counts_once_as_sent(workspace):
+    store = workspace.store()
+    add_contacts(store, ["grey@example.org", "ok@example.org", "busy@example.org"])
+    add_campaign(store)
+    tries: dict[str, int] = {}
+
+    def rcpt_reply(address):
+        tries[address] = tries.get(address, 0) + 1
+        if address == "busy@example.org" or (address == "grey@example.org" and tries[address] == 1):
+            return "451 4.7.1 greylisted, try later"
+        return None
+
+    with ScriptedSink(rcpt_reply=rcpt_reply) as sink:
+        point_at(workspace, sink.port)
+        report = _send(workspace, store, options=SendOptions(retry_delays=(0.01,)))
+    assert sorted(sink.recipients()) == ["grey@example.org", "ok@example.org"]
+    assert (report.sent, report.deferred, report.failed) == (2, 1, 0)
+    assert report.counts["deferred"] == 1 and report.counts["sent"] == 2
+    assert report.status == "sending" and report.remaining == 1
