@@ -171,7 +171,7 @@ class SendReport:
 @dataclass
 class DueItem:
     campaign: str
-    action: str  # sent | late | held | idle | quota
+    action: str  # sent | late | held | idle | quota | paused
     detail: str = ""
     report: SendReport | None = None
 
@@ -911,6 +911,28 @@ def send_due(
     report = DueReport()
     now = clock()
     late_after = timedelta(hours=config.defaults.max_late_hours)
+    # Paused before this run: send-due leaves them to an explicit `send`, but says so.
+    paused = [
+        DueItem(row["name"], "paused", row["status_reason"] or "a server failure")
+        for row in q_campaigns.paused_campaigns(store.conn)
+    ]
+    _send_due(store, config, report, now, late_after, connect, progress, clock, content, options)
+    report.items += paused
+    return report
+
+
+def _send_due(
+    store: Store,
+    config: Config,
+    report: DueReport,
+    now: datetime,
+    late_after: timedelta,
+    connect: smtp.ConnectionFactory | None,
+    progress: ProgressCallback | None,
+    clock: Clock,
+    content: Content | None,
+    options: SendOptions | None,
+) -> None:
     for row in q_campaigns.due_campaigns(store.conn, now):
         name = row["name"]
         if row["status"] == "scheduled" and now - from_db(row["send_at"]) > late_after:
@@ -954,7 +976,6 @@ def send_due(
         report.items.append(DueItem(name, "sent", "", sent))
         if sent.paused or sent.quota_exhausted:
             break  # the server or today's quota will not serve the next one either
-    return report
 
 
 # --- dry run and test send -------------------------------------------------------------------

@@ -300,3 +300,25 @@ def test_a_campaign_larger_than_todays_quota_stops_cleanly_and_waits(workspace):
         assert res.exit_code == 0 and "quota" in res.stderr
     assert len(sink.recipients()) == 3
     assert json.loads(workspace.cli("stats", NAME, "--format", "json").stdout)["pending"] == 2
+
+
+def test_send_due_names_a_paused_campaign_and_leaves_it_to_send(workspace):
+    _contacts(workspace, 2)
+    _campaign(workspace)
+    with ScriptedSink() as sink:
+        point_at(workspace, sink.port)
+        conn = sqlite3.connect(workspace.path / "mailer.db")
+        conn.execute(
+            "UPDATE campaigns SET status = 'paused',"
+            " status_reason = '10 consecutive connection failures'"
+        )
+        conn.commit()
+        conn.close()
+        res = workspace.cli("send-due")
+        assert res.exit_code == 0, res.stderr
+        assert f"{NAME}: paused (10 consecutive connection failures)" in res.stderr
+        assert f"mailer send {NAME}" in res.stderr and "Nothing due" not in res.stderr
+        assert sink.recipients() == []
+        res = workspace.cli("send", NAME, "--yes")
+    assert res.exit_code == 0, res.stderr
+    assert len(sink.recipients()) == 2

@@ -272,6 +272,11 @@ def send_due(ctx: typer.Context) -> None:
             err(f"{item.campaign}: skipped, late: {item.detail}.")
         elif item.action == "held":
             err(f"{item.campaign}: skipped: {item.detail}.")
+        elif item.action == "paused":
+            err(
+                f"{item.campaign}: paused ({item.detail}); "
+                f"run `mailer send {item.campaign}` to continue."
+            )
         else:
             err(f"{item.campaign}: {item.detail}.")
     if paused is not None:
