@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 LOCAL_ZONE = "Europe/Helsinki"
 _KNOWN = ("name", "subject", "preheader", "segment", "template", "items", "intro", "send_at")
 _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# A campaign's name is its identifier on the command line and a folder name (dry-run/NAME/).
+CAMPAIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class CampaignFileError(FileInputError):
@@ -149,8 +151,12 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
     if "\r" in name or "\n" in name:
         raise bad("name", "must be one line (no CR or LF)")
     name = name.strip()
-    if not name or len(name) > 200 or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise bad("name", "must be 1-200 printable characters")
+    if not CAMPAIGN_NAME.fullmatch(name) or ".." in name:
+        raise bad(
+            "name",
+            "must be 1-100 letters A-Z, digits, '.', '_' or '-', starting with a letter or "
+            f"digit, without '..' (like uutiskirje-2018-11), not {name!r}",
+        )
 
     segment = data["segment"]
     if not isinstance(segment, str) or not segment.strip():

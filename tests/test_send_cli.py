@@ -322,3 +322,14 @@ def test_send_due_names_a_paused_campaign_and_leaves_it_to_send(workspace):
         res = workspace.cli("send", NAME, "--yes")
     assert res.exit_code == 0, res.stderr
     assert len(sink.recipients()) == 2
+
+
+def test_a_campaign_name_that_walks_out_of_the_folder_is_refused(workspace):
+    path = copy_campaign(workspace.path)
+    text = path.read_text(encoding="utf-8").replace(f'name = "{NAME}"', 'name = "../../etc"')
+    path.write_text(text, encoding="utf-8")
+    res = workspace.cli("campaign", "create", str(path))
+    assert res.exit_code == 2 and "name must" in res.stderr and str(path) in res.stderr
+    res = workspace.cli("send", "../../etc", "--dry-run")
+    assert res.exit_code == 2
+    assert not (workspace.path / "dry-run").exists()
