@@ -1021,11 +1021,13 @@ def dry_run(
     content: Content | None = None,
 ) -> SampleReport:
     """Write the real messages of a sample of the audience as .eml files; record nothing."""
+    from mailer.render import make_out_dir
+
     content = content or NewsletterContent()
     row = _campaign(store.conn, name)
     variants, chosen = _sample(store, config, row, content, per_language)
     builders = {lang: content.builder(config, text) for lang, text in variants.items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
     report = SampleReport(row["name"])
     secret = config.secret()
     for index, (r, lang) in enumerate(chosen, 1):

@@ -378,6 +378,20 @@ class PreviewReport:
     warnings: list[str]
 
 
+def make_out_dir(out_dir: Path) -> None:
+    """Create the --out folder (and its parents); InputError when it cannot be a folder."""
+    from mailer.errors import InputError
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"--out {out_dir}: a part of the path is a file, not a folder") from None
+    except OSError as exc:
+        raise InputError(f"--out {out_dir}: cannot create the folder: {exc.strerror}") from None
+
+
 def write_previews(
     config: Config,
     spec: CampaignSpec,
@@ -395,7 +409,7 @@ def write_previews(
     from mailer.messages import MessageBuilder, Recipient
     from mailer.tokens import make_token, unsubscribe_url
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
     variants = render_campaign(config, spec)
     secret = config.secret()
     files: list[Path] = []

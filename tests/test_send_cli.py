@@ -333,3 +333,14 @@ def test_a_campaign_name_that_walks_out_of_the_folder_is_refused(workspace):
     res = workspace.cli("send", "../../etc", "--dry-run")
     assert res.exit_code == 2
     assert not (workspace.path / "dry-run").exists()
+
+
+def test_dry_run_out_pointing_at_a_file_is_one_line_error(workspace):
+    _contacts(workspace, 1)
+    _campaign(workspace)
+    taken = workspace.path / "samples.eml"
+    taken.write_text("mine", encoding="utf-8")
+    res = workspace.cli("send", NAME, "--dry-run", "--out", str(taken))
+    assert res.exit_code == 2, res.stderr
+    assert res.stderr.strip() == f"Error: --out {taken} is a file, not a folder"
+    assert taken.read_text(encoding="utf-8") == "mine"
