@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -48,6 +49,21 @@ class CampaignFileError(FileInputError):
     """The campaign file is missing, malformed or has a bad key (exit 2)."""
 
 
+def fallback_language(languages: Iterable[str], default_language: str) -> str:
+    """THE rule for a contact whose language the campaign lacks: the default language when
+    the campaign has it, else the first language in catalogue order (fi, en, sv, se) it has.
+    """
+    present = set(languages)
+    if default_language in present:
+        return default_language
+    for lang in LANGUAGES:
+        if lang in present:
+            return lang
+    if not present:
+        raise ValueError("a campaign without languages has no fallback")
+    return min(present)
+
+
 @dataclass(frozen=True)
 class CampaignSpec:
     """A checked campaign file. Per-language fields map language -> text."""
@@ -74,9 +90,8 @@ class CampaignSpec:
         return [lang for lang in LANGUAGES if lang in present]
 
     def fallback_language(self) -> str:
-        """The variant for contacts whose language has none: the default, else the first."""
-        langs = self.languages
-        return self.default_language if self.default_language in langs else langs[0]
+        """The variant for contacts whose language has none (see `fallback_language`)."""
+        return fallback_language(self.languages, self.default_language)
 
     def items_for(self, lang: str) -> list[NewsItem]:
         return [item for item in self.items if item.lang == lang]

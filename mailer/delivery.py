@@ -68,6 +68,9 @@ class Content(Protocol):
     def audience(self, conn: Any, config: Config, segment: str) -> tuple[str, Sequence[object]]:
         """The segment as SQL over alias `c` and its parameters."""
 
+    def fallback_language(self, config: Config, definition: str, languages: Sequence[str]) -> str:
+        """The variant for contacts whose language the campaign lacks."""
+
 
 class NewsletterContent:
     """The real content: mailer.campaigns, mailer.render, mailer.messages, mailer.segments."""
@@ -95,6 +98,12 @@ class NewsletterContent:
 
         compiled = compile_segment(conn, segment, config.list_kinds)
         return compiled.where, list(compiled.params)
+
+    def fallback_language(self, config: Config, definition: str, languages: Sequence[str]) -> str:
+        from mailer.campaigns import CampaignSpec, fallback_language
+
+        spec = CampaignSpec.from_json(definition)
+        return fallback_language(languages, spec.default_language)
 
 
 # --- reports -------------------------------------------------------------------------------
@@ -376,7 +385,7 @@ def freeze_campaign(
         return -1
     variants = content.render(config, row["definition"])
     languages = sorted(variants)
-    default = config.defaults.language if config.defaults.language in variants else languages[0]
+    default = content.fallback_language(config, row["definition"], languages)
     now = clock()
     with store.transaction() as conn:
         if not q_campaigns.mark_frozen(conn, row["id"], now):
@@ -999,7 +1008,7 @@ def _sample(
         variants = content.render(config, row["definition"])
         where, params = content.audience(store.conn, config, row["segment"])
         rows = q_deliveries.audience_sample(store.conn, where=where, params=params, limit=200)
-    default = config.defaults.language if config.defaults.language in variants else min(variants)
+    default = content.fallback_language(config, row["definition"], sorted(variants))
     chosen: list[Any] = []
     seen: dict[str, int] = {}
     for r in rows:

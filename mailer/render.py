@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailer.errors import TemplateError
-from mailer.i18n import LANGUAGES, format_date, text
+from mailer.i18n import format_date, text
 
 if TYPE_CHECKING:
     import jinja2
@@ -127,15 +127,12 @@ def _placeholder(field: str, marker: str) -> str:
 def choose_variant(
     variants: dict[str, Variant], contact_language: str, default_language: str
 ) -> Variant:
-    """The contact's language if the campaign has it, else the default, else the first."""
+    """The contact's language if the campaign has it, else mailer.campaigns.fallback_language."""
+    from mailer.campaigns import fallback_language
+
     if contact_language in variants:
         return variants[contact_language]
-    if default_language in variants:
-        return variants[default_language]
-    for lang in LANGUAGES:
-        if lang in variants:
-            return variants[lang]
-    return next(iter(variants.values()))
+    return variants[fallback_language(variants, default_language)]
 
 
 # --- templates ---------------------------------------------------------------------------

@@ -176,6 +176,11 @@ class PlainContent:
     def recipient(self, email, name, wire_email):
         return PlainRecipient(email, name, wire_email)
 
+    def fallback_language(self, config, definition, languages):
+        from mailer.campaigns import fallback_language
+
+        return fallback_language(languages, config.defaults.language)
+
     def audience(self, conn, config, segment):
         if segment == "all":
             return "1 = 1", []

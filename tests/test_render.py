@@ -75,6 +75,8 @@ def test_each_language_gets_only_its_items(rendered):
     assert choose_variant(variants, "en", "fi") is en
     assert choose_variant(variants, "sv", "fi") is fi  # no Swedish items: the default
     assert choose_variant({"en": en}, "sv", "fi") is en  # no default either: what exists
+    # Neither the contact's nor the default: the first in catalogue order (fi, en, sv, se).
+    assert choose_variant({"se": en, "sv": fi}, "fi", "fi") is fi
 
 
 def test_variants_survive_json(rendered):

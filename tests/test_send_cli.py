@@ -344,3 +344,35 @@ def test_dry_run_out_pointing_at_a_file_is_one_line_error(workspace):
     assert res.exit_code == 2, res.stderr
     assert res.stderr.strip() == f"Error: --out {taken} is a file, not a folder"
     assert taken.read_text(encoding="utf-8") == "mine"
+
+
+def test_a_campaign_without_the_contacts_language_falls_back_alike_in_dry_run_and_send(
+    workspace, tmp_path
+):
+    from tests.newsletter_helpers import write_campaign, write_item
+
+    emails = _contacts(workspace, 2)  # Finnish readers; the issue has only sv and se items
+    folder = workspace.path / "nordic"
+    for lang in ("se", "sv"):
+        write_item(
+            folder,
+            f"news/item.{lang}.md",
+            f'title = "Nyhet {lang}"\ndate = 2018-11-06\nlang = "{lang}"',
+        )
+    path = write_campaign(
+        folder,
+        'name = "nordic-1"\nsubject = { sv = "Nyhetsbrev", se = "Ođasreive" }\n'
+        'segment = "cluster:*"\nitems = ["news/item.se.md", "news/item.sv.md"]\n',
+    )
+    assert workspace.cli("campaign", "create", str(path)).exit_code == 0
+    res = workspace.cli("send", "nordic-1", "--dry-run", "--out", str(tmp_path / "dry"))
+    assert res.exit_code == 0, res.stderr
+    files = sorted((tmp_path / "dry").glob("*.eml"))
+    assert len(files) == 2 and all("-sv-" in f.name for f in files)
+    with ScriptedSink() as sink:
+        point_at(workspace, sink.port)
+        res = workspace.cli("send", "nordic-1", "--yes")
+    assert res.exit_code == 0, res.stderr
+    assert sorted(sink.recipients()) == sorted(emails)
+    assert {item.message()["Subject"] for item in sink.received} == {"Nyhetsbrev"}
+    assert {lang for (lang,) in _db_rows(workspace, "SELECT language FROM deliveries")} == {"sv"}
