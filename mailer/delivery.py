@@ -235,6 +235,72 @@ class CreateReport:
     updated: bool
 
 
+SAMPLE_EMAIL = "lukija@example.org"
+SAMPLE_NAME = "Lukija Esimerkki"
+_BUILD_ERRORS = (ValueError, UnicodeError, InputError)  # AddressError is an InputError
+
+
+def _reason(exc: Exception) -> str:
+    return exc.message if isinstance(exc, InputError) else str(exc) or type(exc).__name__
+
+
+def _config_key_error(config: Config, key: str, exc: Exception) -> InputError:
+    from mailer.errors import ConfigError
+
+    return ConfigError(f"{key} cannot be used in a message: {_reason(exc)}", where=str(config.path))
+
+
+def check_messages(
+    config: Config, variants: dict[str, str], content: Content, *, where: str, now: datetime
+) -> None:
+    """Build one real message per frozen variant, so that a setting or a campaign text that
+    cannot make a message fails here (InputError, exit 2) before anything is stored or frozen.
+
+    Errors name the config key ([sender] address/reply_to/name/list_id, [web] base_url) when
+    a setting is at fault, else the campaign (`where`).
+    """
+    from mailer.addresses import parse_address
+    from mailer.errors import ConfigError
+    from mailer.messages import address_header, list_id_header
+
+    sender = config.sender
+    wire = ""
+    for key, value in (("sender.address", sender.address), ("sender.reply_to", sender.reply_to)):
+        if not value:
+            continue
+        try:
+            parsed = parse_address(value).wire
+            address_header("From", "", parsed)
+        except _BUILD_ERRORS as exc:
+            raise _config_key_error(config, key, exc) from None
+        wire = wire or parsed
+    for key, build in (
+        ("sender.name", lambda: address_header("From", sender.name, wire)),
+        ("sender.list_id", lambda: list_id_header(sender.name, sender.list_id)),
+    ):
+        try:
+            build()
+        except _BUILD_ERRORS as exc:
+            raise _config_key_error(config, key, exc) from None
+    url = unsubscribe_url(config.web.base_url, make_token(config.secret(), 0, TEST_CONTACT_ID))
+    plain_url = "https://example.org/u/" + url.rsplit("/", 1)[1]
+    recipient = content.recipient(SAMPLE_EMAIL, SAMPLE_NAME, SAMPLE_EMAIL)
+    for lang, frozen in variants.items():
+        try:
+            builder = content.builder(config, frozen)
+            builder.build(recipient, plain_url, now=now)
+        except ConfigError:
+            raise
+        except _BUILD_ERRORS as exc:
+            raise InputError(
+                f"the {lang} message cannot be built: {_reason(exc)}", where=where
+            ) from None
+        try:
+            builder.build(recipient, url, now=now)
+        except _BUILD_ERRORS as exc:
+            raise _config_key_error(config, "web.base_url", exc) from None
+
+
 def create_campaign(
     store: Store, config: Config, path: Path, *, clock: Clock = now_utc
 ) -> CreateReport:
@@ -247,8 +313,10 @@ def create_campaign(
     from mailer.segments import compile_segment
 
     spec = load_campaign(path, config)
-    render_campaign(config, spec)  # the template and items render, or TemplateError
+    variants = render_campaign(config, spec)  # the template and items render, or TemplateError
     now = clock()
+    frozen = {lang: variant.to_json() for lang, variant in variants.items()}
+    check_messages(config, frozen, NewsletterContent(), where=str(path), now=now)
     status = "scheduled" if spec.send_at else "draft"
     definition = spec.to_json()
     with store.transaction() as conn:
@@ -384,6 +452,13 @@ def freeze_campaign(
     if row["frozen_at"]:
         return -1
     variants = content.render(config, row["definition"])
+    check_messages(
+        config,
+        variants,
+        content,
+        where=f"campaign {row['name']} ({row['source_path']})",
+        now=clock(),
+    )
     languages = sorted(variants)
     default = content.fallback_language(config, row["definition"], languages)
     now = clock()
