@@ -210,15 +210,28 @@ def test_kill_9_at_a_random_moment_loses_at_most_the_messages_in_flight(workspac
 
 
 def test_two_send_due_runs_at_once_send_each_message_once(workspace):
-    emails = _contacts(workspace, 60)
+    import threading
+
+    emails = _contacts(workspace, 30)
     soon = (now_utc() - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     _campaign(workspace, send_at=soon)
-    with ScriptedSink(delay=0.005) as sink:
+    gate = threading.Event()
+    with ScriptedSink(gate=gate) as sink:
         point_at(workspace, sink.port, connections=2)
-        procs = [_popen(workspace, "send-due") for _ in range(2)]
-        results = [(p.wait(timeout=60), p.communicate()) for p in procs]
-    assert [code for code, _ in results] == [0, 0], results
-    assert sorted(sink.recipients()) == sorted(emails)
+        first = _popen(workspace, "send-due")
+        try:
+            deadline = time.monotonic() + 30
+            while sink.handler.waiting < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert sink.handler.waiting >= 1  # the first run is mid-send, holding the campaign
+            second = workspace.run("send-due")
+        finally:
+            gate.set()
+        out, errors = first.communicate(timeout=60)
+    assert second.returncode == 0, second.stderr
+    assert f"{NAME}: skipped" in second.stderr and "another run" in second.stderr
+    assert first.returncode == 0, errors
+    assert sorted(sink.recipients()) == sorted(emails)  # each recipient exactly once
     assert set(_states(workspace).values()) == {"sent"}
 
 
