@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -40,10 +41,27 @@ if TYPE_CHECKING:
 LOCAL_ZONE = "Europe/Helsinki"
 _KNOWN = ("name", "subject", "preheader", "segment", "template", "items", "intro", "send_at")
 _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# A campaign's name is its identifier on the command line and a folder name (dry-run/NAME/).
+CAMPAIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class CampaignFileError(FileInputError):
     """The campaign file is missing, malformed or has a bad key (exit 2)."""
+
+
+def fallback_language(languages: Iterable[str], default_language: str) -> str:
+    """THE rule for a contact whose language the campaign lacks: the default language when
+    the campaign has it, else the first language in catalogue order (fi, en, sv, se) it has.
+    """
+    present = set(languages)
+    if default_language in present:
+        return default_language
+    for lang in LANGUAGES:
+        if lang in present:
+            return lang
+    if not present:
+        raise ValueError("a campaign without languages has no fallback")
+    return min(present)
 
 
 @dataclass(frozen=True)
@@ -72,9 +90,8 @@ class CampaignSpec:
         return [lang for lang in LANGUAGES if lang in present]
 
     def fallback_language(self) -> str:
-        """The variant for contacts whose language has none: the default, else the first."""
-        langs = self.languages
-        return self.default_language if self.default_language in langs else langs[0]
+        """The variant for contacts whose language has none (see `fallback_language`)."""
+        return fallback_language(self.languages, self.default_language)
 
     def items_for(self, lang: str) -> list[NewsItem]:
         return [item for item in self.items if item.lang == lang]
@@ -149,8 +166,12 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
     if "\r" in name or "\n" in name:
         raise bad("name", "must be one line (no CR or LF)")
     name = name.strip()
-    if not name or len(name) > 200 or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise bad("name", "must be 1-200 printable characters")
+    if not CAMPAIGN_NAME.fullmatch(name) or ".." in name:
+        raise bad(
+            "name",
+            "must be 1-100 letters A-Z, digits, '.', '_' or '-', starting with a letter or "
+            f"digit, without '..' (like uutiskirje-2018-11), not {name!r}",
+        )
 
     segment = data["segment"]
     if not isinstance(segment, str) or not segment.strip():

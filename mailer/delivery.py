@@ -68,6 +68,9 @@ class Content(Protocol):
     def audience(self, conn: Any, config: Config, segment: str) -> tuple[str, Sequence[object]]:
         """The segment as SQL over alias `c` and its parameters."""
 
+    def fallback_language(self, config: Config, definition: str, languages: Sequence[str]) -> str:
+        """The variant for contacts whose language the campaign lacks."""
+
 
 class NewsletterContent:
     """The real content: mailer.campaigns, mailer.render, mailer.messages, mailer.segments."""
@@ -95,6 +98,12 @@ class NewsletterContent:
 
         compiled = compile_segment(conn, segment, config.list_kinds)
         return compiled.where, list(compiled.params)
+
+    def fallback_language(self, config: Config, definition: str, languages: Sequence[str]) -> str:
+        from mailer.campaigns import CampaignSpec, fallback_language
+
+        spec = CampaignSpec.from_json(definition)
+        return fallback_language(languages, spec.default_language)
 
 
 # --- reports -------------------------------------------------------------------------------
@@ -146,7 +155,7 @@ class SendReport:
     frozen_now: bool = False
     sent: int = 0
     failed: int = 0
-    deferred: int = 0
+    deferred: int = 0  # recipients this run deferred that are still deferred at its end
     unknown: int = 0
     skipped: int = 0
     refused: int = 0  # not offered: the address needs SMTPUTF8 the server lacks
@@ -158,6 +167,7 @@ class SendReport:
     stopped_reason: str = ""
     nothing_to_do: bool = False
     remaining: int = 0  # pending, deferred and sending rows left
+    counts: dict[str, int] = field(default_factory=dict)  # campaign rows by status at the end
     elapsed: float = 0.0
     connections_opened: int = 0
 
@@ -170,7 +180,7 @@ class SendReport:
 @dataclass
 class DueItem:
     campaign: str
-    action: str  # sent | late | held | idle | quota
+    action: str  # sent | late | held | idle | quota | paused
     detail: str = ""
     report: SendReport | None = None
 
@@ -225,6 +235,72 @@ class CreateReport:
     updated: bool
 
 
+SAMPLE_EMAIL = "lukija@example.org"
+SAMPLE_NAME = "Lukija Esimerkki"
+_BUILD_ERRORS = (ValueError, UnicodeError, InputError)  # AddressError is an InputError
+
+
+def _reason(exc: Exception) -> str:
+    return exc.message if isinstance(exc, InputError) else str(exc) or type(exc).__name__
+
+
+def _config_key_error(config: Config, key: str, exc: Exception) -> InputError:
+    from mailer.errors import ConfigError
+
+    return ConfigError(f"{key} cannot be used in a message: {_reason(exc)}", where=str(config.path))
+
+
+def check_messages(
+    config: Config, variants: dict[str, str], content: Content, *, where: str, now: datetime
+) -> None:
+    """Build one real message per frozen variant, so that a setting or a campaign text that
+    cannot make a message fails here (InputError, exit 2) before anything is stored or frozen.
+
+    Errors name the config key ([sender] address/reply_to/name/list_id, [web] base_url) when
+    a setting is at fault, else the campaign (`where`).
+    """
+    from mailer.addresses import parse_address
+    from mailer.errors import ConfigError
+    from mailer.messages import address_header, list_id_header
+
+    sender = config.sender
+    wire = ""
+    for key, value in (("sender.address", sender.address), ("sender.reply_to", sender.reply_to)):
+        if not value:
+            continue
+        try:
+            parsed = parse_address(value).wire
+            address_header("From", "", parsed)
+        except _BUILD_ERRORS as exc:
+            raise _config_key_error(config, key, exc) from None
+        wire = wire or parsed
+    for key, build in (
+        ("sender.name", lambda: address_header("From", sender.name, wire)),
+        ("sender.list_id", lambda: list_id_header(sender.name, sender.list_id)),
+    ):
+        try:
+            build()
+        except _BUILD_ERRORS as exc:
+            raise _config_key_error(config, key, exc) from None
+    url = unsubscribe_url(config.web.base_url, make_token(config.secret(), 0, TEST_CONTACT_ID))
+    plain_url = "https://example.org/u/" + url.rsplit("/", 1)[1]
+    recipient = content.recipient(SAMPLE_EMAIL, SAMPLE_NAME, SAMPLE_EMAIL)
+    for lang, frozen in variants.items():
+        try:
+            builder = content.builder(config, frozen)
+            builder.build(recipient, plain_url, now=now)
+        except ConfigError:
+            raise
+        except _BUILD_ERRORS as exc:
+            raise InputError(
+                f"the {lang} message cannot be built: {_reason(exc)}", where=where
+            ) from None
+        try:
+            builder.build(recipient, url, now=now)
+        except _BUILD_ERRORS as exc:
+            raise _config_key_error(config, "web.base_url", exc) from None
+
+
 def create_campaign(
     store: Store, config: Config, path: Path, *, clock: Clock = now_utc
 ) -> CreateReport:
@@ -237,8 +313,10 @@ def create_campaign(
     from mailer.segments import compile_segment
 
     spec = load_campaign(path, config)
-    render_campaign(config, spec)  # the template and items render, or TemplateError
+    variants = render_campaign(config, spec)  # the template and items render, or TemplateError
     now = clock()
+    frozen = {lang: variant.to_json() for lang, variant in variants.items()}
+    check_messages(config, frozen, NewsletterContent(), where=str(path), now=now)
     status = "scheduled" if spec.send_at else "draft"
     definition = spec.to_json()
     with store.transaction() as conn:
@@ -374,8 +452,15 @@ def freeze_campaign(
     if row["frozen_at"]:
         return -1
     variants = content.render(config, row["definition"])
+    check_messages(
+        config,
+        variants,
+        content,
+        where=f"campaign {row['name']} ({row['source_path']})",
+        now=clock(),
+    )
     languages = sorted(variants)
-    default = config.defaults.language if config.defaults.language in variants else languages[0]
+    default = content.fallback_language(config, row["definition"], languages)
     now = clock()
     with store.transaction() as conn:
         if not q_campaigns.mark_frozen(conn, row["id"], now):
@@ -482,6 +567,7 @@ class _Run:
         # message instead of two); only when no wait lies between the two.
         self.buffer_sent = True
         self.local = threading.local()
+        self.deferred_ids: set[int] = set()  # deferred by this run and not delivered since
 
     # Jobs come from the database in batches, so memory stays flat for any audience.
     def jobs(
@@ -605,6 +691,9 @@ class _Run:
 
     def record(self, job: _Job, envelope: smtp.Envelope, outcome: smtp.Outcome) -> None:
         now = self.clock()
+        if outcome.status != smtp.DEFERRED:
+            with self.lock:
+                self.deferred_ids.discard(job.id)
         if outcome.status == smtp.SENT and self.buffer_sent:
             self.local.sent = (job, now)
             with self.lock:
@@ -658,7 +747,8 @@ class _Run:
                 now,
                 next_attempt_at=now + _backoff(attempts),
             )
-            self.report.deferred += 1
+            self.report.deferred += 1  # a running count for progress; _finish sets the final
+            self.deferred_ids.add(job.id)
 
     def snapshot(self) -> Progress:
         r = self.report
@@ -833,7 +923,8 @@ def _send_held(
     rounds: list[tuple[Sequence[str], datetime | None, str | None, float]] = [
         (("pending",) if due_only else ("pending", "deferred"), now if due_only else None, None, 0)
     ]
-    rounds += [(("deferred",), None, owner, delay) for delay in options.retry_delays]
+    if not due_only:  # send-due waits for the backoff; only an explicit `send` retries now
+        rounds += [(("deferred",), None, owner, delay) for delay in options.retry_delays]
     for index, (statuses, due, only_owner, delay) in enumerate(rounds):
         if index:
             with run.lock:
@@ -871,9 +962,13 @@ def _send_held(
 def _finish(store: Store, run: _Run, clock: Clock) -> SendReport:
     report = run.report
     report.elapsed = time.monotonic() - run.started
+    # A recipient deferred and then delivered by an in-run retry counts once, as what it became.
+    with run.lock:
+        report.deferred = len(run.deferred_ids)
     now = clock()
     with store.transaction() as conn:
         counts = q_deliveries.counts(conn, run.campaign_id)
+        report.counts = counts
         report.recipients = sum(counts.values())
         report.remaining = counts["pending"] + counts["deferred"] + counts["sending"]
         if report.paused:
@@ -900,6 +995,28 @@ def send_due(
     report = DueReport()
     now = clock()
     late_after = timedelta(hours=config.defaults.max_late_hours)
+    # Paused before this run: send-due leaves them to an explicit `send`, but says so.
+    paused = [
+        DueItem(row["name"], "paused", row["status_reason"] or "a server failure")
+        for row in q_campaigns.paused_campaigns(store.conn)
+    ]
+    _send_due(store, config, report, now, late_after, connect, progress, clock, content, options)
+    report.items += paused
+    return report
+
+
+def _send_due(
+    store: Store,
+    config: Config,
+    report: DueReport,
+    now: datetime,
+    late_after: timedelta,
+    connect: smtp.ConnectionFactory | None,
+    progress: ProgressCallback | None,
+    clock: Clock,
+    content: Content | None,
+    options: SendOptions | None,
+) -> None:
     for row in q_campaigns.due_campaigns(store.conn, now):
         name = row["name"]
         if row["status"] == "scheduled" and now - from_db(row["send_at"]) > late_after:
@@ -943,7 +1060,6 @@ def send_due(
         report.items.append(DueItem(name, "sent", "", sent))
         if sent.paused or sent.quota_exhausted:
             break  # the server or today's quota will not serve the next one either
-    return report
 
 
 # --- dry run and test send -------------------------------------------------------------------
@@ -967,7 +1083,7 @@ def _sample(
         variants = content.render(config, row["definition"])
         where, params = content.audience(store.conn, config, row["segment"])
         rows = q_deliveries.audience_sample(store.conn, where=where, params=params, limit=200)
-    default = config.defaults.language if config.defaults.language in variants else min(variants)
+    default = content.fallback_language(config, row["definition"], sorted(variants))
     chosen: list[Any] = []
     seen: dict[str, int] = {}
     for r in rows:
@@ -989,11 +1105,13 @@ def dry_run(
     content: Content | None = None,
 ) -> SampleReport:
     """Write the real messages of a sample of the audience as .eml files; record nothing."""
+    from mailer.render import make_out_dir
+
     content = content or NewsletterContent()
     row = _campaign(store.conn, name)
     variants, chosen = _sample(store, config, row, content, per_language)
     builders = {lang: content.builder(config, text) for lang, text in variants.items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
     report = SampleReport(row["name"])
     secret = config.secret()
     for index, (r, lang) in enumerate(chosen, 1):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailer.errors import TemplateError
-from mailer.i18n import LANGUAGES, format_date, text
+from mailer.i18n import format_date, text
 
 if TYPE_CHECKING:
     import jinja2
@@ -127,15 +127,12 @@ def _placeholder(field: str, marker: str) -> str:
 def choose_variant(
     variants: dict[str, Variant], contact_language: str, default_language: str
 ) -> Variant:
-    """The contact's language if the campaign has it, else the default, else the first."""
+    """The contact's language if the campaign has it, else mailer.campaigns.fallback_language."""
+    from mailer.campaigns import fallback_language
+
     if contact_language in variants:
         return variants[contact_language]
-    if default_language in variants:
-        return variants[default_language]
-    for lang in LANGUAGES:
-        if lang in variants:
-            return variants[lang]
-    return next(iter(variants.values()))
+    return variants[fallback_language(variants, default_language)]
 
 
 # --- templates ---------------------------------------------------------------------------
@@ -378,6 +375,20 @@ class PreviewReport:
     warnings: list[str]
 
 
+def make_out_dir(out_dir: Path) -> None:
+    """Create the --out folder (and its parents); InputError when it cannot be a folder."""
+    from mailer.errors import InputError
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"--out {out_dir}: a part of the path is a file, not a folder") from None
+    except OSError as exc:
+        raise InputError(f"--out {out_dir}: cannot create the folder: {exc.strerror}") from None
+
+
 def write_previews(
     config: Config,
     spec: CampaignSpec,
@@ -395,7 +406,7 @@ def write_previews(
     from mailer.messages import MessageBuilder, Recipient
     from mailer.tokens import make_token, unsubscribe_url
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
     variants = render_campaign(config, spec)
     secret = config.secret()
     files: list[Path] = []

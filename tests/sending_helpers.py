@@ -3,8 +3,9 @@
 It extends tests/smtp_sink.py's handler: `rcpt_reply` answers chosen recipients,
 `drop_rcpt_every` closes the connection at every Nth RCPT, `drop_after_data_every` keeps
 every Mth message and then closes the connection without replying (the RFC 1047 case), and
-`delay` slows each DATA down so that a kill lands mid-send, and `hold_after` never answers
-the messages after the first N (they stay in flight until the client goes away).
+`delay` slows each DATA down so that a kill lands mid-send, `hold_after` never answers
+the messages after the first N (they stay in flight until the client goes away), and `gate`
+(a threading.Event) holds every DATA until the test sets it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class ScriptedHandler(SinkHandler):
     drop_after_data_every: int = 0
     hold_after: int = 0  # messages after this many are never answered (until a disconnect)
     held: int = 0
+    gate: threading.Event | None = None  # when given, each DATA waits until it is set
+    waiting: int = 0  # DATA commands that reached the gate
     ehlos: int = 0
     rcpt_count: int = 0
     data_count: int = 0
@@ -54,6 +57,11 @@ class ScriptedHandler(SinkHandler):
         return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        if self.gate is not None:
+            with self.counter_lock:
+                self.waiting += 1
+            while not self.gate.is_set():
+                await asyncio.sleep(0.01)
         if self.delay:
             await asyncio.sleep(self.delay)  # cancelled (nothing kept) if the client dies
         with self.counter_lock:
@@ -175,6 +183,11 @@ class PlainContent:
 
     def recipient(self, email, name, wire_email):
         return PlainRecipient(email, name, wire_email)
+
+    def fallback_language(self, config, definition, languages):
+        from mailer.campaigns import fallback_language
+
+        return fallback_language(languages, config.defaults.language)
 
     def audience(self, conn, config, segment):
         if segment == "all":

@@ -52,6 +52,13 @@ def test_a_plain_subject_serves_every_language_and_offsets_are_kept(workspace, f
         ('subject = "S"\nsegment = "all"\nitems = ["news/a.fi.md"]', "name is required"),
         ('name = "a\\nb"\nsubject = "S"\nsegment = "all"\nitems = ["news/a.fi.md"]', "name"),
         (
+            'name = "../../etc"\nsubject = "S"\nsegment = "all"\nitems = ["news/a.fi.md"]',
+            "name must",
+        ),
+        ('name = "a/b"\nsubject = "S"\nsegment = "all"\nitems = ["news/a.fi.md"]', "name must"),
+        ('name = "a..b"\nsubject = "S"\nsegment = "all"\nitems = ["news/a.fi.md"]', "name must"),
+        ('name = ".hidden"\nsubject = "S"\nsegment = "all"\nitems = ["news/a.fi.md"]', "name must"),
+        (
             'name = "n"\nsubject = "S\\r\\nBcc: x@y.fi"\nsegment = "all"\nitems = ["news/a.fi.md"]',
             "subject must be one line",
         ),

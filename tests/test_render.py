@@ -75,6 +75,8 @@ def test_each_language_gets_only_its_items(rendered):
     assert choose_variant(variants, "en", "fi") is en
     assert choose_variant(variants, "sv", "fi") is fi  # no Swedish items: the default
     assert choose_variant({"en": en}, "sv", "fi") is en  # no default either: what exists
+    # Neither the contact's nor the default: the first in catalogue order (fi, en, sv, se).
+    assert choose_variant({"se": en, "sv": fi}, "fi", "fi") is fi
 
 
 def test_variants_survive_json(rendered):
@@ -214,3 +216,15 @@ def test_render_warns_when_gmail_would_clip_the_message(workspace):
     res = workspace.cli("render", str(path), "--out", str(workspace.path / "out"))
     assert res.exit_code == 0, res.stderr
     assert "Warning: fi: the HTML is" in res.stderr and "Gmail clips" in res.stderr
+
+
+def test_render_out_pointing_at_a_file_is_one_line_error(workspace):
+    path = copy_campaign(workspace.path)
+    taken = workspace.path / "preview.html"
+    taken.write_text("mine", encoding="utf-8")
+    for target in (taken, taken / "sub"):
+        res = workspace.cli("render", str(path), "--out", str(target))
+        assert res.exit_code == 2, res.stderr
+        assert res.stderr.startswith("Error:") and "--out" in res.stderr
+        assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert taken.read_text(encoding="utf-8") == "mine"

@@ -210,15 +210,28 @@ def test_kill_9_at_a_random_moment_loses_at_most_the_messages_in_flight(workspac
 
 
 def test_two_send_due_runs_at_once_send_each_message_once(workspace):
-    emails = _contacts(workspace, 60)
+    import threading
+
+    emails = _contacts(workspace, 30)
     soon = (now_utc() - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     _campaign(workspace, send_at=soon)
-    with ScriptedSink(delay=0.005) as sink:
+    gate = threading.Event()
+    with ScriptedSink(gate=gate) as sink:
         point_at(workspace, sink.port, connections=2)
-        procs = [_popen(workspace, "send-due") for _ in range(2)]
-        results = [(p.wait(timeout=60), p.communicate()) for p in procs]
-    assert [code for code, _ in results] == [0, 0], results
-    assert sorted(sink.recipients()) == sorted(emails)
+        first = _popen(workspace, "send-due")
+        try:
+            deadline = time.monotonic() + 30
+            while sink.handler.waiting < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert sink.handler.waiting >= 1  # the first run is mid-send, holding the campaign
+            second = workspace.run("send-due")
+        finally:
+            gate.set()
+        out, errors = first.communicate(timeout=60)
+    assert second.returncode == 0, second.stderr
+    assert f"{NAME}: skipped" in second.stderr and "another run" in second.stderr
+    assert first.returncode == 0, errors
+    assert sorted(sink.recipients()) == sorted(emails)  # each recipient exactly once
     assert set(_states(workspace).values()) == {"sent"}
 
 
@@ -300,3 +313,79 @@ def test_a_campaign_larger_than_todays_quota_stops_cleanly_and_waits(workspace):
         assert res.exit_code == 0 and "quota" in res.stderr
     assert len(sink.recipients()) == 3
     assert json.loads(workspace.cli("stats", NAME, "--format", "json").stdout)["pending"] == 2
+
+
+def test_send_due_names_a_paused_campaign_and_leaves_it_to_send(workspace):
+    _contacts(workspace, 2)
+    _campaign(workspace)
+    with ScriptedSink() as sink:
+        point_at(workspace, sink.port)
+        conn = sqlite3.connect(workspace.path / "mailer.db")
+        conn.execute(
+            "UPDATE campaigns SET status = 'paused',"
+            " status_reason = '10 consecutive connection failures'"
+        )
+        conn.commit()
+        conn.close()
+        res = workspace.cli("send-due")
+        assert res.exit_code == 0, res.stderr
+        assert f"{NAME}: paused (10 consecutive connection failures)" in res.stderr
+        assert f"mailer send {NAME}" in res.stderr and "Nothing due" not in res.stderr
+        assert sink.recipients() == []
+        res = workspace.cli("send", NAME, "--yes")
+    assert res.exit_code == 0, res.stderr
+    assert len(sink.recipients()) == 2
+
+
+def test_a_campaign_name_that_walks_out_of_the_folder_is_refused(workspace):
+    path = copy_campaign(workspace.path)
+    text = path.read_text(encoding="utf-8").replace(f'name = "{NAME}"', 'name = "../../etc"')
+    path.write_text(text, encoding="utf-8")
+    res = workspace.cli("campaign", "create", str(path))
+    assert res.exit_code == 2 and "name must" in res.stderr and str(path) in res.stderr
+    res = workspace.cli("send", "../../etc", "--dry-run")
+    assert res.exit_code == 2
+    assert not (workspace.path / "dry-run").exists()
+
+
+def test_dry_run_out_pointing_at_a_file_is_one_line_error(workspace):
+    _contacts(workspace, 1)
+    _campaign(workspace)
+    taken = workspace.path / "samples.eml"
+    taken.write_text("mine", encoding="utf-8")
+    res = workspace.cli("send", NAME, "--dry-run", "--out", str(taken))
+    assert res.exit_code == 2, res.stderr
+    assert res.stderr.strip() == f"Error: --out {taken} is a file, not a folder"
+    assert taken.read_text(encoding="utf-8") == "mine"
+
+
+def test_a_campaign_without_the_contacts_language_falls_back_alike_in_dry_run_and_send(
+    workspace, tmp_path
+):
+    from tests.newsletter_helpers import write_campaign, write_item
+
+    emails = _contacts(workspace, 2)  # Finnish readers; the issue has only sv and se items
+    folder = workspace.path / "nordic"
+    for lang in ("se", "sv"):
+        write_item(
+            folder,
+            f"news/item.{lang}.md",
+            f'title = "Nyhet {lang}"\ndate = 2018-11-06\nlang = "{lang}"',
+        )
+    path = write_campaign(
+        folder,
+        'name = "nordic-1"\nsubject = { sv = "Nyhetsbrev", se = "Ođasreive" }\n'
+        'segment = "cluster:*"\nitems = ["news/item.se.md", "news/item.sv.md"]\n',
+    )
+    assert workspace.cli("campaign", "create", str(path)).exit_code == 0
+    res = workspace.cli("send", "nordic-1", "--dry-run", "--out", str(tmp_path / "dry"))
+    assert res.exit_code == 0, res.stderr
+    files = sorted((tmp_path / "dry").glob("*.eml"))
+    assert len(files) == 2 and all("-sv-" in f.name for f in files)
+    with ScriptedSink() as sink:
+        point_at(workspace, sink.port)
+        res = workspace.cli("send", "nordic-1", "--yes")
+    assert res.exit_code == 0, res.stderr
+    assert sorted(sink.recipients()) == sorted(emails)
+    assert {item.message()["Subject"] for item in sink.received} == {"Nyhetsbrev"}
+    assert {lang for (lang,) in _db_rows(workspace, "SELECT language FROM deliveries")} == {"sv"}

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from mailer.delivery import SendOptions, campaign_stats, send_campaign
-from mailer.errors import LeaseHeldError, SmtpError
+from mailer.delivery import NewsletterContent, SendOptions, campaign_stats, send_campaign
+from mailer.errors import InputError, LeaseHeldError, SmtpError
 from mailer.store import campaigns as q_campaigns
 from mailer.timeutil import now_utc
 from mailer.tokens import verify_token
@@ -324,3 +324,103 @@ def test_an_address_that_needs_smtputf8_is_refused_before_sending_and_reported(w
         store.conn.execute("UPDATE campaigns SET status = 'sending'")
         again = _send(workspace, store)
     assert again.sent == 1 and sink.recipients() == ["pääkäyttäjä@example.org"]
+
+
+def test_send_due_leaves_a_deferred_recipient_for_its_backoff(workspace):
+    from mailer.delivery import send_due
+
+    store = workspace.store()
+    add_contacts(store, ["busy@example.org", "ok@example.org"])
+    add_campaign(store, send_at=now_utc() - timedelta(minutes=1))
+
+    def rcpt_reply(address):
+        return "451 4.2.0 mailbox busy" if address == "busy@example.org" else None
+
+    with ScriptedSink(rcpt_reply=rcpt_reply) as sink:
+        point_at(workspace, sink.port)
+        report = send_due(
+            store,
+            workspace.config(),
+            content=PlainContent(),
+            options=SendOptions(retry_delays=(0.01, 0.01)),
+        )
+    assert [item.action for item in report.items] == ["sent"]
+    assert sink.recipients() == ["ok@example.org"]
+    row = store.conn.execute(
+        "SELECT d.status, d.attempts FROM deliveries d JOIN contacts c ON c.id = d.contact_id"
+        " WHERE c.email = 'busy@example.org'"
+    ).fetchone()
+    assert tuple(row) == ("deferred", 1)
+
+
+def test_a_recipient_deferred_then_sent_in_the_run_counts_once_as_sent(workspace):
+    store = workspace.store()
+    add_contacts(store, ["grey@example.org", "ok@example.org", "busy@example.org"])
+    add_campaign(store)
+    tries: dict[str, int] = {}
+
+    def rcpt_reply(address):
+        tries[address] = tries.get(address, 0) + 1
+        if address == "busy@example.org" or (address == "grey@example.org" and tries[address] == 1):
+            return "451 4.7.1 greylisted, try later"
+        return None
+
+    with ScriptedSink(rcpt_reply=rcpt_reply) as sink:
+        point_at(workspace, sink.port)
+        report = _send(workspace, store, options=SendOptions(retry_delays=(0.01,)))
+    assert sorted(sink.recipients()) == ["grey@example.org", "ok@example.org"]
+    assert (report.sent, report.deferred, report.failed) == (2, 1, 0)
+    assert report.counts["deferred"] == 1 and report.counts["sent"] == 2
+    assert report.status == "sending" and report.remaining == 1
+
+
+def test_a_setting_that_cannot_make_a_message_fails_before_anything_is_stored(workspace):
+    import dataclasses
+
+    from mailer.delivery import create_campaign, freeze_campaign
+    from tests.newsletter_helpers import copy_campaign
+
+    store = workspace.store()
+    add_contacts(store, ["a@example.org"], lst="cluster:arctic-power")
+    path = copy_campaign(workspace.path)
+    good = workspace.config()
+    bad_url = dataclasses.replace(
+        good, web=dataclasses.replace(good.web, base_url="https://uutiset arcticsmartness.eu")
+    )
+    bad_reply = dataclasses.replace(
+        good, sender=dataclasses.replace(good.sender, reply_to="toimitus@")
+    )
+    for config, key in ((bad_url, "web.base_url"), (bad_reply, "sender.reply_to")):
+        with pytest.raises(InputError, match=key) as info:
+            create_campaign(store, config, path)
+        assert info.value.exit_code == 2
+    assert store.conn.execute("SELECT count(*) FROM campaigns").fetchone()[0] == 0
+    # Created with good settings, then sent with a bad one: nothing is frozen.
+    create_campaign(store, good, path)
+    with pytest.raises(InputError, match="web.base_url"):
+        freeze_campaign(store, bad_url, "uutiskirje-2018-11", content=NewsletterContent())
+    row = store.conn.execute("SELECT status, frozen_at FROM campaigns").fetchone()
+    assert tuple(row) == ("scheduled", None)
+    assert store.conn.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
+    assert store.conn.execute("SELECT count(*) FROM campaign_variants").fetchone()[0] == 0
+
+
+def test_a_campaign_text_that_cannot_make_a_message_names_the_campaign(workspace):
+    from mailer.delivery import check_messages
+
+    class Refusing(PlainContent):
+        def builder(self, config, frozen):
+            built = super().builder(config, frozen)
+
+            class B:
+                def build(self, recipient, url, *, now, test=False):
+                    if "bad" in built.variant["subject"]:
+                        raise ValueError("subject cannot be encoded")
+                    return built.build(recipient, url, now=now, test=test)
+
+            return B()
+
+    config = workspace.config()
+    variants = {"fi": '{"subject": "ok", "body": "b"}', "en": '{"subject": "bad", "body": "b"}'}
+    with pytest.raises(InputError, match=r"c\.toml: the en message cannot be built"):
+        check_messages(config, variants, Refusing(), where="c.toml", now=now_utc())

@@ -88,10 +88,16 @@ def _summary(report: Any) -> None:
     if report.nothing_to_do:
         err(f"{name}: {report.stopped_reason}; nothing sent (status {report.status}).")
         return
+    counts = report.counts or {}
+    waiting = counts.get("deferred", report.deferred)
+    left = f"{report.remaining} left"
+    if report.remaining:
+        pending = counts.get("pending", 0) + counts.get("sending", 0)
+        left += f" ({pending} pending, {waiting} deferred)"
     err(
         f"{name}: sent {report.sent}, failed {report.failed}, deferred {report.deferred},"
         f" unknown {report.unknown}, skipped {report.skipped} in {report.elapsed:.1f}s"
-        f" ({report.rate:.0f} msg/s); campaign {report.status}, {report.remaining} left."
+        f" ({report.rate:.0f} msg/s); campaign {report.status}, {left}."
     )
     if report.refused:
         err(f"{name}: {report.refused} address(es) need SMTPUTF8, which the server does not offer.")
@@ -106,7 +112,7 @@ def _summary(report: Any) -> None:
             f"{name}: {report.stopped_reason}; {report.remaining} left pending. "
             "`mailer send-due` goes on when the quota allows."
         )
-    elif report.deferred and report.status == "sending":
+    elif waiting and report.status == "sending":
         err(
             f"{name}: deferred recipients are retried later by `mailer send-due`"
             f" or now by `mailer send {name}`."
@@ -266,6 +272,11 @@ def send_due(ctx: typer.Context) -> None:
             err(f"{item.campaign}: skipped, late: {item.detail}.")
         elif item.action == "held":
             err(f"{item.campaign}: skipped: {item.detail}.")
+        elif item.action == "paused":
+            err(
+                f"{item.campaign}: paused ({item.detail}); "
+                f"run `mailer send {item.campaign}` to continue."
+            )
         else:
             err(f"{item.campaign}: {item.detail}.")
     if paused is not None:

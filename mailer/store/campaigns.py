@@ -135,6 +135,13 @@ def due_campaigns(conn: sqlite3.Connection, now: datetime) -> list[sqlite3.Row]:
     ).fetchall()
 
 
+def paused_campaigns(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Campaigns a server failure paused; only an explicit `send` continues them."""
+    return conn.execute(
+        "SELECT * FROM campaigns WHERE status = 'paused' ORDER BY coalesce(send_at, created_at), id"
+    ).fetchall()
+
+
 # Leases: one run at a time per campaign.
 
 
