@@ -110,3 +110,10 @@ def _cell(value: Any) -> str:
 def err(message: str) -> None:
     """Print a progress or status line to stderr."""
     typer.echo(message, err=True)
+
+
+def problem_line(path: str | os.PathLike[str], problem: Any) -> str:
+    """One import problem as `<file> row N: outcome: email: reason` (for stderr)."""
+    email = f" {problem.email}" if getattr(problem, "email", "") else ""
+    name = os.path.basename(os.fspath(path))
+    return f"{name} row {problem.row}: {problem.outcome}:{email}: {problem.reason}"

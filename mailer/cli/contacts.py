@@ -14,6 +14,7 @@ from mailer.cli._common import (
     open_store,
     print_json,
     print_rows,
+    problem_line,
 )
 
 app = typer.Typer(help="Import, list, show, export and unsubscribe contacts.", no_args_is_help=True)
@@ -69,16 +70,14 @@ def import_(
             )
         except StrictImportError as exc:
             for problem in exc.report.problems:
-                email = f" {problem.email}" if problem.email else ""
-                err(f"row {problem.row}: {problem.outcome}:{email}: {problem.reason}")
+                err(problem_line(file, problem))
             if report_file is not None:
                 write_report(exc.report, report_file)
             raise
     if report_file is not None:
         write_report(report, report_file)
     for problem in report.problems:
-        email = f" {problem.email}" if problem.email else ""
-        typer.echo(f"row {problem.row}: {problem.outcome}:{email}: {problem.reason}")
+        err(problem_line(file, problem))
     if report.lists_created:
         typer.echo(f"New lists: {', '.join(report.lists_created)}")
     typer.echo(report.summary())

@@ -48,7 +48,7 @@ def demo(
 
     Example: mailer demo
     """
-    from mailer.cli._common import err, is_terminal
+    from mailer.cli._common import err, is_terminal, problem_line
     from mailer.demo import run_demo
 
     terminal = is_terminal()
@@ -69,7 +69,7 @@ def demo(
     for imp in report.imports:
         say(f"Contacts    {Path(imp.path).name}: {imp.summary()}")
         for problem in imp.problems:
-            err(f"            row {problem.row}: {problem.outcome}: {problem.reason}")
+            err(f"            {problem_line(imp.path, problem)}")
     for path in report.previews:
         say(f"Preview     {_relative(path)}")
     if report.already_sent:
