@@ -167,6 +167,17 @@ def test_strict_writes_nothing_when_a_row_is_invalid(workspace, tmp_path):
     assert snapshot(db(workspace)) == before
 
 
+@pytest.mark.parametrize("target", ["missing-folder/report.csv", "."])
+def test_unwritable_report_target_is_refused_before_importing(workspace, tmp_path, target):
+    path = write_csv(tmp_path / "in.csv", [FI_HEADER, ["ok@example.com", "", "", "", "X", "", ""]])
+    before = snapshot(db(workspace))
+    res = workspace.cli("contacts", "import", str(path), "--report", str(tmp_path / target))
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, "report")
+    assert snapshot(db(workspace)) == before
+    assert not (tmp_path / "missing-folder").exists()
+
+
 def test_dry_run_reports_and_writes_nothing(workspace, tmp_path):
     path = write_csv(tmp_path / "in.csv", [FI_HEADER, ["ok@example.com", "", "", "", "X", "", ""]])
     before = snapshot(db(workspace))

@@ -8,6 +8,7 @@ import typer
 
 from mailer.cli._common import (
     check_format,
+    check_writable,
     err,
     get_config,
     is_terminal,
@@ -56,6 +57,8 @@ def import_(
     from mailer.timeutil import now_utc
 
     config = get_config(ctx)
+    if report_file is not None:
+        check_writable(report_file, "report")
     with open_store(config) as store:
         try:
             report = import_contacts(
