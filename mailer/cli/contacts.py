@@ -126,6 +126,9 @@ def add(
             now=now_utc(),
         )
     typer.echo(f"{report.outcome.capitalize()} {report.contact.email}")
+    for option, value in (("--name", name), ("--org", org)):
+        if "\r" in value or "\n" in value:
+            err(f"Note: the line break in {option} was replaced by a space")
 
 
 @app.command("list")
