@@ -122,7 +122,9 @@ def backup(
 @app.command()
 def capture(
     ctx: typer.Context,
-    port: int = typer.Option(1025, "--port", "-p", help="Port to listen on (loopback)."),
+    port: int = typer.Option(
+        1025, "--port", "-p", min=1, max=65535, help="Port to listen on (loopback)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     maildir: Path = typer.Option(
         None, "--maildir", help="Maildir to write into (default: ./captured next to the config)."
@@ -148,9 +150,10 @@ def capture(
         base = config_path.absolute().parent if config_path.exists() else Path.cwd()
         maildir = base / "captured"
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     with CaptureServer(maildir, host=host, port=port) as server:
+        # Only now: a server that failed to start must leave Ctrl-C working.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         err(f"Capturing SMTP on {host}:{server.port} into {maildir} (Ctrl-C stops)")
         stop.wait()
     err(f"Stopped; {server.received} message(s) captured in {maildir}")
