@@ -47,7 +47,7 @@ def serve(
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     except socket.gaierror as exc:
-        raise InputError(f"cannot listen: unknown host ({exc.strerror})", where=where) from None
+        raise InputError(f"cannot listen: no such address ({exc.strerror})", where=where) from None
     except (OverflowError, UnicodeError, ValueError) as exc:
         raise InputError(f"cannot listen: bad host or port ({exc})", where=where) from None
     sock = socket.socket(family, socket.SOCK_STREAM)
