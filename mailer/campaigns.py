@@ -80,10 +80,6 @@ class CampaignSpec:
     default_language: str = "fi"
 
     @property
-    def item_paths(self) -> list[str]:
-        return [item.source for item in self.items]
-
-    @property
     def languages(self) -> list[str]:
         """The languages that get a variant: those with items, in catalogue order."""
         present = {item.lang for item in self.items}

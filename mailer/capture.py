@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import mailbox
 import socket
 import threading
@@ -41,6 +42,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _probe_bind(host: str, port: int) -> None:
+    """Bind host:port for a moment (as asyncio will) so a bad or busy one fails at once."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
 class CaptureServer:
     """aiosmtpd on host:port writing every message into `maildir`; start() and stop()."""
 
@@ -60,13 +69,25 @@ class CaptureServer:
         )
 
     def start(self) -> CaptureServer:
+        """Listen now; on failure stop the controller's thread and raise InputError."""
         try:
+            _probe_bind(self.host, self.port)  # fail now, not after aiosmtpd's ready_timeout
             self._controller.start()
-        except (OSError, RuntimeError) as exc:
+        except (OSError, OverflowError, RuntimeError) as exc:
+            self._abandon()
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise InputError(
-                f"cannot listen for SMTP: {exc}", where=f"{self.host}:{self.port}"
+                f"cannot listen for SMTP: {reason}", where=f"{self.host}:{self.port}"
             ) from None
         return self
+
+    def _abandon(self) -> None:
+        """Stop whatever a failed start left running (its thread and event loop)."""
+        with contextlib.suppress(Exception):  # best effort after a failed start
+            self._controller.stop(no_assert=True)
+        loop = self._controller.loop
+        if not loop.is_running() and not loop.is_closed():
+            loop.close()
 
     def stop(self) -> None:
         self._controller.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -361,8 +361,3 @@ def forget(store: Store, config: Config, email: str, *, now: datetime) -> Forget
         if not q.delete_contact(conn, contact_id):
             raise ConflictError(f"{row['email']} changed meanwhile; try again")
         return ForgetReport(row["email"], lists)
-
-
-def views_to_rows(views: Iterable[ContactView]) -> list[dict[str, Any]]:
-    """Rows for a table or CSV listing."""
-    return [view.to_json() for view in views]

@@ -124,11 +124,28 @@ def _fold(name: str, tokens: list[str]) -> str:
 
 
 def unstructured_header(name: str, value: str) -> str:
-    """A header like Subject: plain ASCII folded at spaces, else encoded-words."""
+    """A header like Subject: plain ASCII folded at spaces, else encoded-words.
+
+    An ASCII word too long for a line of its own (a URL, a run of letters) is encoded too,
+    split into short encoded-words, so that no line grows past the 998-octet limit.
+    """
     value = one_line(value)
-    if _printable_ascii(value):
-        return _fold(name, value.split(" ") if value else [])
-    return _fold(name, encoded_words(value, MAX_LINE - len(name) - 2))
+    budget = min(75, MAX_LINE - len(name) - 2)
+    if not _printable_ascii(value):
+        return _fold(name, encoded_words(value, budget))
+    tokens: list[str] = []
+    run: list[str] = []  # consecutive long words, encoded together to keep their spaces
+    for word in value.split(" ") if value else []:
+        if len(word) > budget:
+            run.append(word)
+            continue
+        if run:
+            tokens += encoded_words(" ".join(run), budget)
+            run = []
+        tokens.append(word)
+    if run:
+        tokens += encoded_words(" ".join(run), budget)
+    return _fold(name, tokens)
 
 
 _SPECIALS = set('()<>[]:;@\\,."')

@@ -56,9 +56,14 @@ def test_add_uses_the_name_of_a_name_address_form_and_the_default_language(works
     assert (niilas["name"], niilas["language"]) == ("Niilas Somby", "fi")
 
 
-def test_a_line_break_in_a_name_is_stored_as_a_space(workspace):
-    workspace.cli("contacts", "add", "a@example.com", "--name", "Evil\r\nBcc: x@example.org")
+def test_a_line_break_in_a_name_is_stored_as_a_space_with_a_note(workspace):
+    res = workspace.cli("contacts", "add", "a@example.com", "--name", "Evil\r\nBcc: x@example.org")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.strip() == "Added a@example.com"
+    assert res.stderr.strip() == "Note: the line break in --name was replaced by a space"
     assert show(workspace, "a@example.com")["name"] == "Evil Bcc: x@example.org"
+    plain = workspace.cli("contacts", "add", "b@example.com", "--name", "Plain Name")
+    assert plain.exit_code == 0 and plain.stderr == ""
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,8 @@ def test_row_outcomes_with_spreadsheet_row_numbers_and_a_report(workspace, tmp_p
     with report.open(encoding="utf-8") as handle:
         problems = [(r["row"], r["outcome"]) for r in csv.DictReader(handle)]
     assert problems == [("4", "invalid"), ("6", "duplicate"), ("7", "invalid"), ("8", "invalid")]
-    assert "row 7: invalid: d@example.com: language 'de'" in res.stdout
+    assert "in.csv row 7: invalid: d@example.com: language 'de'" in res.stderr
+    assert "row 7" not in res.stdout  # problems go to stderr, data to stdout
     found = contacts_json(workspace)
     # The duplicate merged its lists into the first row's contact.
     assert found["a@example.com"]["lists"] == [
@@ -160,10 +161,21 @@ def test_strict_writes_nothing_when_a_row_is_invalid(workspace, tmp_path):
     before = snapshot(db(workspace))
     res = workspace.cli("contacts", "import", str(path), "--strict")
     assert res.exit_code == 2
-    assert "row 3: invalid: bad@" in res.stderr
+    assert "in.csv row 3: invalid: bad@" in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("Error: ")
     assert "nothing written" in res.stderr
     assert snapshot(db(workspace)) == before
+
+
+@pytest.mark.parametrize("target", ["missing-folder/report.csv", "."])
+def test_unwritable_report_target_is_refused_before_importing(workspace, tmp_path, target):
+    path = write_csv(tmp_path / "in.csv", [FI_HEADER, ["ok@example.com", "", "", "", "X", "", ""]])
+    before = snapshot(db(workspace))
+    res = workspace.cli("contacts", "import", str(path), "--report", str(tmp_path / target))
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, "report")
+    assert snapshot(db(workspace)) == before
+    assert not (tmp_path / "missing-folder").exists()
 
 
 def test_dry_run_reports_and_writes_nothing(workspace, tmp_path):
@@ -228,7 +240,7 @@ def test_reimport_never_resubscribes_unsubscribed_bounced_or_forgotten(workspace
         "4 rows: 0 added, 0 updated, 1 unchanged, 0 invalid, 0 duplicate, 3 suppressed"
         in res.stdout
     )
-    assert "forgotten address" in res.stdout
+    assert "in.csv row 4: suppressed" in res.stderr and "forgotten address" in res.stderr
     statuses = {c["email"]: c["status"] for c in contacts_json(workspace).values()}
     assert statuses == {
         "un@example.com": "unsubscribed",
@@ -375,7 +387,7 @@ def test_too_many_cells_and_a_bad_list_name_are_invalid_rows(workspace, tmp_path
         ],
     )
     res = workspace.cli("contacts", "import", str(path))
-    assert "row 2: invalid" in res.stdout and "row 3: invalid" in res.stdout
+    assert "in.csv row 2: invalid" in res.stderr and "in.csv row 3: invalid" in res.stderr
     assert "1 added" in res.stdout
 
 
@@ -386,7 +398,7 @@ def test_excel_sep_line_names_the_delimiter_and_is_not_a_row(workspace, tmp_path
     )
     res = workspace.cli("contacts", "import", str(path))
     assert res.exit_code == 0, res.stderr
-    assert "row 3: invalid: bad@" in res.stdout
+    assert "excel.csv row 3: invalid: bad@" in res.stderr
     assert "1 added" in res.stdout
 
 

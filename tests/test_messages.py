@@ -329,3 +329,27 @@ def test_pieces_ending_near_column_76_stay_within_it(length, tail):
         encoded = qp_piece(text) + qp_piece("Z")
         assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
         assert binascii.a2b_qp(encoded).decode().replace("\r\n", "\n") == text + "Z"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Lue " + "x" * 1200 + " nyt",
+        "y" * 1200,
+        "a " + "B" * 90 + " " + "c" * 80 + " d https://example.org/" + "p" * 100,
+        "Älykäs " + "z" * 300,
+    ],
+)
+def test_an_over_long_word_in_the_subject_never_makes_an_over_long_line(workspace, subject):
+    folder = copy_campaign(workspace.path).parent
+    (folder / "long.toml").write_text(
+        f'name = "n"\nsubject = "{subject}"\nsegment = "all"\nitems = ["news/strategy.en.md"]\n',
+        encoding="utf-8",
+    )
+    config = workspace.config()
+    variant = render_campaign(config, load_campaign(folder / "long.toml", config))["en"]
+    data = MessageBuilder(config, variant).build(Recipient("a@example.fi"), UNSUB, now=NOW).data
+    _check_wire_rules(data)
+    raw = data.split(b"\r\nSubject: ")[1].split(b"\r\nDate: ")[0]
+    assert max(len(line) for line in (b"Subject: " + raw).split(b"\r\n")) <= 78
+    assert _parse(data)["Subject"] == subject

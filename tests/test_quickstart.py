@@ -101,6 +101,8 @@ def test_first_quick_start_command_runs_the_demo_in_a_fresh_venv(tmp_path):
     assert delivered == int(count)
     assert list(demo.glob("preview/index.fi.html"))
     assert "maildir" in first.stdout.lower() or "maildir" in first.stderr.lower()
+    # The demo's invalid rows are problems: on stderr, named by file and row.
+    assert "arctic-smartness.csv row 42: invalid" in first.stderr
 
     second = subprocess.run(
         ["mailer", "demo"], cwd=project, env=env, capture_output=True, text=True, timeout=300

@@ -110,3 +110,30 @@ def _cell(value: Any) -> str:
 def err(message: str) -> None:
     """Print a progress or status line to stderr."""
     typer.echo(message, err=True)
+
+
+def problem_line(path: str | os.PathLike[str], problem: Any) -> str:
+    """One import problem as `<file> row N: outcome: email: reason` (for stderr)."""
+    email = f" {problem.email}" if getattr(problem, "email", "") else ""
+    name = os.path.basename(os.fspath(path))
+    return f"{name} row {problem.row}: {problem.outcome}:{email}: {problem.reason}"
+
+
+def check_writable(path: str | os.PathLike[str], what: str = "file") -> None:
+    """Raise FileInputError now if `path` cannot be written later (nothing is left behind)."""
+    from mailer.errors import FileInputError
+
+    target = os.fspath(path)
+    if os.path.isdir(target):
+        raise FileInputError(f"the {what} is a folder, not a file", where=target)
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise FileInputError(f"folder of the {what} does not exist: {folder}", where=target)
+    existed = os.path.exists(target)
+    try:
+        with open(target, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise FileInputError(f"cannot write the {what}: {exc.strerror}", where=target) from None
+    if not existed:
+        os.unlink(target)

@@ -52,7 +52,21 @@ def list_(
     config = get_config(ctx)
     with open_store(config) as store:
         rows = [info.to_dict() for info in list_campaigns(store)]
+    for row in rows:
+        row["send_at"] = local_time(row["send_at"], minutes=fmt == "table")
     print_rows(rows, LIST_COLUMNS, fmt)
+
+
+def local_time(stored: str | None, *, minutes: bool) -> str | None:
+    """A stored UTC time as Helsinki time: `2026-11-28 08:06`, else ISO 8601 with offset."""
+    if not stored:
+        return stored
+    from zoneinfo import ZoneInfo
+
+    from mailer.timeutil import from_db
+
+    moment = from_db(stored).astimezone(ZoneInfo("Europe/Helsinki"))
+    return moment.strftime("%Y-%m-%d %H:%M") if minutes else moment.isoformat(timespec="seconds")
 
 
 @app.command("show")

@@ -8,12 +8,14 @@ import typer
 
 from mailer.cli._common import (
     check_format,
+    check_writable,
     err,
     get_config,
     is_terminal,
     open_store,
     print_json,
     print_rows,
+    problem_line,
 )
 
 app = typer.Typer(help="Import, list, show, export and unsubscribe contacts.", no_args_is_help=True)
@@ -55,6 +57,8 @@ def import_(
     from mailer.timeutil import now_utc
 
     config = get_config(ctx)
+    if report_file is not None:
+        check_writable(report_file, "report")
     with open_store(config) as store:
         try:
             report = import_contacts(
@@ -69,16 +73,14 @@ def import_(
             )
         except StrictImportError as exc:
             for problem in exc.report.problems:
-                email = f" {problem.email}" if problem.email else ""
-                err(f"row {problem.row}: {problem.outcome}:{email}: {problem.reason}")
+                err(problem_line(file, problem))
             if report_file is not None:
                 write_report(exc.report, report_file)
             raise
     if report_file is not None:
         write_report(report, report_file)
     for problem in report.problems:
-        email = f" {problem.email}" if problem.email else ""
-        typer.echo(f"row {problem.row}: {problem.outcome}:{email}: {problem.reason}")
+        err(problem_line(file, problem))
     if report.lists_created:
         typer.echo(f"New lists: {', '.join(report.lists_created)}")
     typer.echo(report.summary())
@@ -124,6 +126,9 @@ def add(
             now=now_utc(),
         )
     typer.echo(f"{report.outcome.capitalize()} {report.contact.email}")
+    for option, value in (("--name", name), ("--org", org)):
+        if "\r" in value or "\n" in value:
+            err(f"Note: the line break in {option} was replaced by a space")
 
 
 @app.command("list")

@@ -17,7 +17,9 @@ EVENT_COLUMNS = ("at", "action", "source", "campaign", "email")
 def serve(
     ctx: typer.Context,
     host: str = typer.Option(None, "--host", help="Address to listen on (default: web.host)."),
-    port: int = typer.Option(None, "--port", help="Port to listen on (default: web.port)."),
+    port: int = typer.Option(
+        None, "--port", min=1, max=65535, help="Port to listen on (default: web.port)."
+    ),
 ) -> None:
     """Serve the unsubscribe pages and the RFC 8058 one-click endpoint (uvicorn).
 
@@ -26,12 +28,13 @@ def serve(
 
     Example: mailer serve --host 127.0.0.1 --port 8080
     """
+    import errno
     import signal
     import socket
 
     import uvicorn
 
-    from mailer.errors import MailerError
+    from mailer.errors import InputError, MailerError
     from mailer.web import create_app
 
     config = get_config(ctx)
@@ -40,13 +43,25 @@ def serve(
     port = config.web.port if port is None else port
     open_store(config).close()  # the database exists and is migrated
 
+    where = f"{host}:{port}"
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InputError(f"cannot listen: no such address ({exc.strerror})", where=where) from None
+    except (OverflowError, UnicodeError, ValueError) as exc:
+        raise InputError(f"cannot listen: bad host or port ({exc})", where=where) from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+    except OverflowError as exc:
+        sock.close()
+        raise InputError(f"cannot listen: bad port ({exc})", where=where) from None
     except OSError as exc:
-        raise MailerError(f"cannot listen: {exc.strerror or exc}", where=f"{host}:{port}") from None
+        sock.close()
+        # A busy port is the moment's trouble (exit 1); any other refusal is bad input.
+        error = MailerError if exc.errno == errno.EADDRINUSE else InputError
+        raise error(f"cannot listen: {exc.strerror or exc}", where=where) from None
     port = sock.getsockname()[1]
 
     def log(line: str) -> None:

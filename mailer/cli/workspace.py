@@ -52,7 +52,7 @@ def demo(
 
     Example: mailer demo
     """
-    from mailer.cli._common import err, is_terminal
+    from mailer.cli._common import err, is_terminal, problem_line
     from mailer.demo import run_demo
 
     terminal = is_terminal()
@@ -73,7 +73,7 @@ def demo(
     for imp in report.imports:
         say(f"Contacts    {Path(imp.path).name}: {imp.summary()}")
         for problem in imp.problems:
-            err(f"            row {problem.row}: {problem.outcome}: {problem.reason}")
+            err(f"            {problem_line(imp.path, problem)}")
     for path in report.previews:
         say(f"Preview     {_relative(path)}")
     if report.already_sent:
@@ -126,7 +126,9 @@ def backup(
 @app.command()
 def capture(
     ctx: typer.Context,
-    port: int = typer.Option(1025, "--port", "-p", help="Port to listen on (loopback)."),
+    port: int = typer.Option(
+        1025, "--port", "-p", min=1, max=65535, help="Port to listen on (loopback)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     maildir: Path = typer.Option(
         None, "--maildir", help="Maildir to write into (default: ./captured next to the config)."
@@ -152,9 +154,10 @@ def capture(
         base = config_path.absolute().parent if config_path.exists() else Path.cwd()
         maildir = base / "captured"
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     with CaptureServer(maildir, host=host, port=port) as server:
+        # Only now: a server that failed to start must leave Ctrl-C working.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         err(f"Capturing SMTP on {host}:{server.port} into {maildir} (Ctrl-C stops)")
         stop.wait()
     err(f"Stopped; {server.received} message(s) captured in {maildir}")

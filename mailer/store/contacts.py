@@ -214,19 +214,6 @@ def update_contact(
     )
 
 
-def transition_status(
-    conn: sqlite3.Connection, contact_id: int, old: str, new: str, now: datetime
-) -> bool:
-    """Move a contact from status `old` to `new`; False when it was not in `old`."""
-    stamp = to_db(now)
-    cursor = conn.execute(
-        "UPDATE contacts SET status = ?, status_changed_at = ?, updated_at = ?"
-        " WHERE id = ? AND status = ?",
-        (new, stamp, stamp, contact_id, old),
-    )
-    return cursor.rowcount == 1
-
-
 def select_contacts(
     conn: sqlite3.Connection, where: str = "1", params: tuple[Any, ...] | list[Any] = ()
 ) -> list[sqlite3.Row]:
@@ -264,10 +251,6 @@ def delete_contact(conn: sqlite3.Connection, contact_id: int) -> bool:
     conn.execute("DELETE FROM memberships WHERE contact_id = ?", (contact_id,))
     cursor = conn.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
     return cursor.rowcount == 1
-
-
-def count_contacts(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM contacts").fetchone()[0])
 
 
 # --- suppressions (forgotten addresses: a keyed hash only) --------------------------------
