@@ -41,3 +41,12 @@ def test_summer_send_at_has_the_summer_offset(workspace):
     _create(workspace, "2030-07-01T06:06:02Z")
     listed = json.loads(workspace.cli("campaign", "list", "--format", "json").stdout)
     assert [c["send_at"] for c in listed] == ["2030-07-01T09:06:02+03:00"]
+
+
+def test_campaign_show_gives_its_times_in_helsinki_time_too(workspace):
+    name = _create(workspace, "2030-11-28T06:06:02Z")
+    shown = json.loads(workspace.cli("campaign", "show", name, "--format", "json").stdout)
+    assert shown["send_at"] == "2030-11-28T08:06:02+02:00"
+    assert shown["created_at"].endswith(("+02:00", "+03:00"))
+    table = workspace.cli("campaign", "show", name).stdout
+    assert "2030-11-28 08:06" in table and "000000Z" not in table

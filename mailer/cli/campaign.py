@@ -85,6 +85,8 @@ def show(
     config = get_config(ctx)
     with open_store(config) as store:
         info = show_campaign(store, name).to_dict()
+    for key in ("send_at", "created_at", "frozen_at", "finished_at"):
+        info[key] = local_time(info[key], minutes=fmt == "table")
     if fmt == "json":
         print_json(info)
     else:
