@@ -26,7 +26,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailer.errors import FileInputError
+from mailer.errors import FileInputError, TemplateError
 from mailer.i18n import LANGUAGES
 from mailer.news import NewsItem, load_item
 
@@ -211,7 +211,12 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
     intro = _per_language(data.get("intro", ""), "intro", needed, bad)
 
     send_at = _send_at(data.get("send_at"), bad)
-    _check_template(config, template)
+    try:
+        _check_template(config, template)
+    except TemplateError as exc:
+        if exc.where:  # a broken template: its own file:line says where
+            raise
+        raise bad("template", exc.message.removeprefix("template ")) from None
 
     return CampaignSpec(
         name=name,

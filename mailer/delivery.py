@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from mailer import sender as smtp
 from mailer.config import Config
-from mailer.errors import ConflictError, InputError, LeaseHeldError, NotFoundError
+from mailer.errors import ConflictError, InputError, LeaseHeldError, NotFoundError, SegmentError
 from mailer.store import Store
 from mailer.store import campaigns as q_campaigns
 from mailer.store import contacts as q_contacts
@@ -320,7 +320,10 @@ def create_campaign(
     status = "scheduled" if spec.send_at else "draft"
     definition = spec.to_json()
     with store.transaction() as conn:
-        compile_segment(conn, spec.segment, config.list_kinds)
+        try:
+            compile_segment(conn, spec.segment, config.list_kinds)
+        except SegmentError as exc:
+            raise SegmentError(exc.message, where=f"{path}: segment") from None
         existing = q_campaigns.get_campaign_by_name(conn, spec.name)
         if existing is None:
             q_campaigns.insert_campaign(

@@ -389,3 +389,22 @@ def test_a_campaign_without_the_contacts_language_falls_back_alike_in_dry_run_an
     assert sorted(sink.recipients()) == sorted(emails)
     assert {item.message()["Subject"] for item in sink.received} == {"Nyhetsbrev"}
     assert {lang for (lang,) in _db_rows(workspace, "SELECT language FROM deliveries")} == {"sv"}
+
+
+def test_campaign_create_errors_name_the_campaign_file(workspace):
+    from tests.newsletter_helpers import copy_campaign
+
+    path = copy_campaign(workspace.path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text.replace('segment = "cluster:* or municipality:*"', 'segment = "kunta:kemi"'),
+        encoding="utf-8",
+    )
+    res = workspace.cli("campaign", "create", str(path))
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert f"{path}: segment" in res.stderr and "kunta" in res.stderr
+    path.write_text(text.replace("send_at", 'template = "nope"\nsend_at'), encoding="utf-8")
+    res = workspace.cli("campaign", "create", str(path))
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert str(path) in res.stderr and "nope.html not found" in res.stderr
+    assert workspace.cli("campaign", "list", "--format", "json").stdout.strip() == "[]"
