@@ -317,3 +317,17 @@ def test_serve_refuses_a_busy_port_and_a_missing_secret(ws, server):
     )
     assert res.returncode == 2, res.stderr
     assert "secret" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_pages_are_well_formed_html(server, campaign, person):
+    html5lib = pytest.importorskip("html5lib")
+    t = token(campaign, person)
+    pages = [
+        server.request("GET", f"/u/{t}").body,
+        server.one_click(t).body,
+        server.form_post(f"/u/{t}/resubscribe", {"confirm": "page"}).body,
+        server.request("GET", "/u/bad").body,
+    ]
+    for body in pages:
+        html5lib.HTMLParser(strict=True).parse(body)  # raises on any parse error
+        assert body.count("<h1>") == 1
