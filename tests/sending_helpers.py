@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 
-from aiosmtpd.controller import Controller
+from tests.smtp_sink import Received, SinkHandler, SmtpSink
+from tests.store_helpers import add_contacts
 
-from tests.smtp_sink import Received, SinkHandler, free_port
+__all__ = ["ScriptedHandler", "ScriptedSink", "add_contacts", "point_at"]
 
 
 @dataclass
@@ -82,36 +82,11 @@ class ScriptedHandler(SinkHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
-class ScriptedSink:
+class ScriptedSink(SmtpSink):
     """aiosmtpd on loopback with a ScriptedHandler; use as a context manager."""
 
     def __init__(self, *, smtputf8: bool = True, **script: object) -> None:
-        self.handler = ScriptedHandler(**script)  # type: ignore[arg-type]
-        self.port = free_port()
-        self.controller = Controller(
-            self.handler,
-            hostname="127.0.0.1",
-            port=self.port,
-            enable_SMTPUTF8=smtputf8,
-            data_size_limit=50 * 1024 * 1024,
-        )
-
-    def __enter__(self) -> ScriptedSink:
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.controller.stop()
-
-    @property
-    def received(self) -> list[Received]:
-        return self.handler.received
-
-    def recipients(self) -> list[str]:
-        return [r for item in self.received for r in item.rcpt_tos]
-
-    def copies(self) -> Counter[str]:
-        return Counter(self.recipients())
+        super().__init__(smtputf8=smtputf8, handler=ScriptedHandler(**script))  # type: ignore[arg-type]
 
 
 def point_at(workspace, port: int, **smtp: object) -> None:
@@ -198,34 +173,6 @@ class PlainContent:
             " WHERE l.kind = ? AND l.slug = ?)",
             [kind, slug],
         )
-
-
-def add_contacts(store, emails, *, language="fi", status="subscribed", lst=None):
-    """Insert contacts straight into the store; return their ids."""
-    from mailer.store import contacts as q
-    from mailer.timeutil import now_utc
-
-    ids = []
-    with store.transaction() as conn:
-        list_id = q.ensure_list(conn, *lst.split(":"), lst, now_utc()) if lst else None
-        for email in emails:
-            cid = q.insert_contact(
-                conn,
-                email=email,
-                email_ascii=email,
-                email_key=email.lower(),
-                name="",
-                organization="",
-                language=language,
-                attributes={},
-                consent_source="test",
-                now=now_utc(),
-                status=status,
-            )
-            if list_id:
-                q.add_membership(conn, list_id, cid)
-            ids.append(cid)
-    return ids
 
 
 def add_campaign(store, name="issue-1", segment="all", send_at=None, langs=("fi", "en")):

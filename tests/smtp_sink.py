@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
+from mailer.capture import free_port
 
-def free_port() -> int:
-    """Reserve a free TCP port on loopback (aiosmtpd cannot be given port 0)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["Received", "SinkHandler", "SmtpSink", "free_port"]
 
 
 @dataclass
@@ -64,8 +61,8 @@ class SinkHandler:
 class SmtpSink:
     """aiosmtpd on 127.0.0.1:port, started and stopped by the test."""
 
-    def __init__(self, *, smtputf8: bool = True) -> None:
-        self.handler = SinkHandler()
+    def __init__(self, *, smtputf8: bool = True, handler: SinkHandler | None = None) -> None:
+        self.handler = handler or SinkHandler()
         self.port = free_port()
         self.controller = Controller(
             self.handler,
@@ -82,9 +79,18 @@ class SmtpSink:
     def stop(self) -> None:
         self.controller.stop()
 
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     @property
     def received(self) -> list[Received]:
         return self.handler.received
 
     def recipients(self) -> list[str]:
         return [r for item in self.received for r in item.rcpt_tos]
+
+    def copies(self) -> Counter[str]:
+        return Counter(self.recipients())

@@ -6,16 +6,16 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailer.capture import free_port
 from mailer.store import Store
-from mailer.store.contacts import insert_contact
 from mailer.timeutil import now_utc, to_db
+from tests.store_helpers import add_contacts
 
 
 def insert_campaign_for_tests(store: Store, name: str, subject: object = None) -> int:
@@ -32,20 +32,8 @@ def insert_campaign_for_tests(store: Store, name: str, subject: object = None) -
 
 
 def add_contact(store: Store, email: str, language: str = "fi", status: str = "subscribed") -> int:
-    with store.transaction() as conn:
-        return insert_contact(
-            conn,
-            email=email,
-            email_ascii=email,
-            email_key=email.lower(),
-            name="",
-            organization="",
-            language=language,
-            attributes={},
-            consent_source="test",
-            now=now_utc(),
-            status=status,
-        )
+    (contact_id,) = add_contacts(store, [email], language=language, status=status)
+    return contact_id
 
 
 def contact_status(store: Store, contact_id: int) -> str | None:
@@ -60,12 +48,6 @@ def contact_events(store: Store, contact_id: int) -> list[tuple]:
         (contact_id,),
     )
     return [tuple(r) for r in rows]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
