@@ -237,17 +237,7 @@ def unsubscribe(
 
     Example: mailer contacts unsubscribe aino.aikio@example.org
     """
-    from mailer.contacts import unsubscribe as core
-    from mailer.timeutil import now_utc
-
-    config = get_config(ctx)
-    with open_store(config) as store:
-        change = core(store, email, now=now_utc(), source="cli")
-    typer.echo(
-        f"Unsubscribed {change.email}"
-        if change.changed
-        else f"Nothing changed: {change.email} is {change.new}"
-    )
+    _change_status(ctx, email, "unsubscribe", "Unsubscribed")
 
 
 @app.command("resubscribe")
@@ -259,14 +249,19 @@ def resubscribe(
 
     Example: mailer contacts resubscribe aino.aikio@example.org
     """
-    from mailer.contacts import resubscribe as core
+    _change_status(ctx, email, "resubscribe", "Resubscribed")
+
+
+def _change_status(ctx: typer.Context, email: str, action: str, done: str) -> None:
+    from mailer import contacts
     from mailer.timeutil import now_utc
 
+    core = contacts.unsubscribe if action == "unsubscribe" else contacts.resubscribe
     config = get_config(ctx)
     with open_store(config) as store:
         change = core(store, email, now=now_utc(), source="cli")
     typer.echo(
-        f"Resubscribed {change.email}"
+        f"{done} {change.email}"
         if change.changed
         else f"Nothing changed: {change.email} is {change.new}"
     )
