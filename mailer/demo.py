@@ -27,6 +27,9 @@ DEMO_BASE_URL = (
     'base_url = "http://127.0.0.1:8080"   # `mailer serve` on this machine',
 )
 
+# The demo's news items and campaign file ship inside the package.
+DEMO_CONTENT = Path(__file__).resolve().parent / "demo_content"
+
 
 @dataclass
 class DemoReport:
@@ -35,10 +38,8 @@ class DemoReport:
     imports: list[ImportReport] = field(default_factory=list)
     previews: list[Path] = field(default_factory=list)
     campaign: str = ""
-    campaign_created: bool = False
     sent_now: int = 0
     already_sent: bool = False
-    send_summary: str = ""
     maildir: Path | None = None
     maildir_count: int = 0
     recipients: int = 0
@@ -78,7 +79,7 @@ def run_demo(
 
     news = directory / "news"
     news.mkdir(exist_ok=True)
-    for source in sorted(Path(str(data_dir_of_demo())).iterdir()):
+    for source in sorted(DEMO_CONTENT.iterdir()):
         if source.suffix in (".md", ".toml"):
             shutil.copyfile(source, news / source.name)
 
@@ -101,7 +102,6 @@ def run_demo(
             show_campaign(store, spec.name)
         except NotFoundError:
             create_campaign(store, config, news / "campaign.toml")
-            report.campaign_created = True
 
         report.maildir = directory / "maildir"
         with CaptureServer(report.maildir) as server:
@@ -111,7 +111,6 @@ def run_demo(
             )
         report.sent_now = result.sent
         report.already_sent = result.nothing_to_do
-        report.send_summary = result.stopped_reason
         stats = campaign_stats(store, spec.name)
         report.recipients = stats.recipients
 
@@ -124,11 +123,6 @@ def run_demo(
         report.unsubscribe_url = url.split(",")[0].strip().strip("<>")
         break
     return report
-
-
-def data_dir_of_demo() -> Path:
-    """The bundled demo news items and campaign file."""
-    return Path(__file__).resolve().parent / "demo_content"
 
 
 def _pointed_at(config: Config, port: int) -> Config:
