@@ -6,7 +6,7 @@ Baselines measured in the same run:
 - import: a bare email-validator loop over the same addresses (the least any import must do).
   The import is timed twice: end to end as `mailer contacts import` in a subprocess (into a
   fresh workspace; interpreter start-up included) and as the core function
-  `mailer.importer.import_contacts` in this process (into another fresh workspace).
+  `mailer.audience.importer.import_contacts` in this process (into another fresh workspace).
 - `segments count`: the core `count_segment` in this process (median), and the CLI wall time.
 - `mailer --help`: wall time of a subprocess (median), against `python -c pass`.
 """
@@ -123,8 +123,8 @@ def bare_validation(emails: list[str]) -> tuple[float, float]:
 
 
 def core_import(folder: Path, csv_path: Path) -> tuple[float, float, str]:
+    from mailer.audience.importer import import_contacts
     from mailer.config import load_config
-    from mailer.importer import import_contacts
     from mailer.store import Store
     from mailer.timeutil import now_utc
 
@@ -201,8 +201,8 @@ def main() -> None:
             "cluster:arctic-power and (municipality:rovaniemi or municipality:kemi)"
             " and not company:*"
         )
+        from mailer.audience.segments import count_segment
         from mailer.config import load_config
-        from mailer.segments import count_segment
         from mailer.store import Store
 
         config = load_config(cli_folder / "mailer.toml", {"MAILER_SECRET": SECRET})

@@ -27,16 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mailer.campaigns import load_campaign  # noqa: E402
 from mailer.config import load_config  # noqa: E402
-from mailer.messages import MessageBuilder, Recipient  # noqa: E402
-from mailer.render import (  # noqa: E402
+from mailer.newsletter.messages import MessageBuilder, Recipient  # noqa: E402
+from mailer.newsletter.render import (  # noqa: E402
     build_context,
     inline_css,
     load_templates,
     render_campaign,
     render_variant,
 )
+from mailer.newsletter.spec import load_campaign  # noqa: E402
 from mailer.workspace import init_workspace  # noqa: E402
 
 POLICY = SMTP.clone(max_line_length=76)

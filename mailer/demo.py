@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
+from mailer.audience.importer import ImportReport
 from mailer.capture import CaptureServer
 from mailer.config import Config, load_config
 from mailer.errors import NotFoundError
-from mailer.importer import ImportReport
 from mailer.resources import data_dir
 from mailer.store import Store
 from mailer.timeutil import now_utc
@@ -53,16 +53,16 @@ def run_demo(
     progress: Callable[[object], None] | None = None,
 ) -> DemoReport:
     """Create (or reuse) a demo workspace, import, render, send to a capture server."""
-    from mailer.campaigns import load_campaign
-    from mailer.delivery import (
+    from mailer.audience.importer import import_contacts
+    from mailer.newsletter.render import store_sample_finder, write_previews
+    from mailer.newsletter.spec import load_campaign
+    from mailer.sending.campaigns import (
         SendOptions,
         campaign_stats,
         create_campaign,
         send_campaign,
         show_campaign,
     )
-    from mailer.importer import import_contacts
-    from mailer.render import store_sample_finder, write_previews
     from mailer.workspace import init_workspace
 
     directory = directory.absolute()

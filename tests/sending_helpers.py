@@ -146,7 +146,7 @@ class PlainRecipient:
 
 
 class PlainContent:
-    """A Content for mailer.delivery: definition JSON {"variants": {lang: {subject, body}}}."""
+    """A Content for the send engine: definition JSON {"variants": {lang: {subject, body}}}."""
 
     def render(self, config, definition):
         import json
@@ -160,7 +160,7 @@ class PlainContent:
         return PlainRecipient(email, name, wire_email)
 
     def fallback_language(self, config, definition, languages):
-        from mailer.campaigns import fallback_language
+        from mailer.newsletter.spec import fallback_language
 
         return fallback_language(languages, config.defaults.language)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mailer.campaigns import load_campaign
-from mailer.render import render_campaign
+from mailer.newsletter.render import render_campaign
+from mailer.newsletter.spec import load_campaign
 from tests.newsletter_helpers import UNSUB, copy_campaign, write_item
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

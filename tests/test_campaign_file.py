@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from mailer.campaigns import CampaignSpec, load_campaign
 from mailer.errors import InputError
+from mailer.newsletter.spec import CampaignSpec, load_campaign
 from tests.newsletter_helpers import copy_campaign, write_campaign, write_item
 
 ITEM = 'title = "Otsikko"\ndate = 2018-11-06\nlang = "fi"'

@@ -195,7 +195,7 @@ def test_forget_survives_a_secret_rotation(workspace):
 
 
 def test_library_add_and_list_without_the_cli(workspace):
-    from mailer.contacts import add_contact, list_contacts
+    from mailer.audience.contacts import add_contact, list_contacts
     from mailer.timeutil import now_utc
 
     config = workspace.config()

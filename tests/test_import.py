@@ -403,7 +403,7 @@ def test_excel_sep_line_names_the_delimiter_and_is_not_a_row(workspace, tmp_path
 
 
 def test_library_import_reports_progress(workspace, tmp_path):
-    from mailer.importer import import_contacts
+    from mailer.audience.importer import import_contacts
     from mailer.timeutil import now_utc
 
     rows = [["email"]] + [[f"p{i}@example.com"] for i in range(12_000)]

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from mailer.audience.importer import import_contacts
 from mailer.errors import InputError
-from mailer.importer import import_contacts
 from mailer.store import Store
 from mailer.timeutil import now_utc
 from tests.contacts_helpers import snapshot
@@ -27,7 +27,7 @@ def env(tmp_path_factory):
     config = load_config(folder / "mailer.toml", {"MAILER_SECRET": "x"})
     store = Store(config.database_path)
     # Some existing state for the import to meet: a subscribed and an unsubscribed contact.
-    from mailer.contacts import add_contact, forget, unsubscribe
+    from mailer.audience.contacts import add_contact, forget, unsubscribe
 
     now = now_utc()
     add_contact(store, config, "anna@example.com", lists=["cluster:arctic-power"], now=now)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mailer.lists import parse_list_ref, slugify
+from mailer.audience.lists import parse_list_ref, slugify
 from tests.contacts_helpers import assert_one_line_error
 
 

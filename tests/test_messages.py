@@ -13,9 +13,9 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from mailer.campaigns import load_campaign
-from mailer.messages import MessageBuilder, Recipient
-from mailer.render import render_campaign
+from mailer.newsletter.messages import MessageBuilder, Recipient
+from mailer.newsletter.render import render_campaign
+from mailer.newsletter.spec import load_campaign
 from tests.newsletter_helpers import UNSUB, copy_campaign
 
 NOW = datetime(2026, 11, 28, 9, 30, 15, tzinfo=timezone.utc)
@@ -302,7 +302,7 @@ def test_quoted_printable_pieces_join_into_the_whole_text():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from mailer.messages import qp_piece
+    from mailer.newsletter.messages import qp_piece
 
     @settings(max_examples=300, deadline=None)
     @given(st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"])), max_size=6))
@@ -322,7 +322,7 @@ def test_quoted_printable_pieces_join_into_the_whole_text():
 def test_pieces_ending_near_column_76_stay_within_it(length, tail):
     import binascii
 
-    from mailer.messages import qp_piece
+    from mailer.newsletter.messages import qp_piece
 
     for lead in ("", "\n", "x\n"):
         text = lead + "a" * length + tail

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from mailer.errors import InputError
-from mailer.news import load_item, parse_item
+from mailer.newsletter.news import load_item, parse_item
 from tests.newsletter_helpers import DATA, write_item
 
 

@@ -7,9 +7,9 @@ import re
 import html5lib
 import pytest
 
-from mailer.campaigns import load_campaign
 from mailer.errors import InputError
-from mailer.render import Variant, choose_variant, render_campaign
+from mailer.newsletter.render import Variant, choose_variant, render_campaign
+from mailer.newsletter.spec import load_campaign
 from tests.newsletter_helpers import UNSUB, copy_campaign, write_campaign, write_item
 
 

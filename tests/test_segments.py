@@ -6,8 +6,17 @@ import json
 
 import pytest
 
+from mailer.audience.segments import (
+    AllAtom,
+    And,
+    LangAtom,
+    ListAtom,
+    Not,
+    Or,
+    parse_segment,
+    to_sql,
+)
 from mailer.errors import SegmentError
-from mailer.segments import AllAtom, And, LangAtom, ListAtom, Not, Or, parse_segment, to_sql
 from tests.contacts_helpers import assert_one_line_error
 
 KINDS = ("cluster", "municipality", "company")
@@ -158,7 +167,7 @@ def test_save_list_and_use_saved_segments(workspace):
 
 
 def test_compile_segment_for_other_parts(workspace):
-    from mailer.segments import compile_segment
+    from mailer.audience.segments import compile_segment
 
     _setup(workspace)
     with workspace.store() as store:

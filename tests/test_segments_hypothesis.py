@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mailer.audience.segments import compile_segment, parse_segment
 from mailer.errors import SegmentError
-from mailer.segments import compile_segment, parse_segment
 from mailer.store import Store
 from mailer.store import contacts as q
 from mailer.store import segments as sq
@@ -21,7 +21,7 @@ LANGS = ("fi", "en", "sv", "se")
 STATUSES = ("subscribed", "unsubscribed", "bounced")
 
 
-# --- a plain evaluator over a tree of tuples, independent of mailer.segments -------------
+# --- a plain evaluator over a tree of tuples, independent of mailer.audience.segments ---
 
 
 def evaluate(tree, contact) -> bool:

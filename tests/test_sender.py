@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from mailer.errors import SmtpError
-from mailer.sender import (
+from mailer.sending.smtp import (
     DEFERRED,
     FAILED,
     REFUSED,

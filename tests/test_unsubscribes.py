@@ -9,8 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from mailer.errors import InputError, NotFoundError
-from mailer.unsubscribes import (
+from mailer.audience.subscriptions import (
     count_for_campaign,
     events,
     last_event,
@@ -19,6 +18,7 @@ from mailer.unsubscribes import (
     resubscribe,
     unsubscribe,
 )
+from mailer.errors import InputError, NotFoundError
 from tests.web_helpers import add_contact, contact_status, insert_campaign_for_tests
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)

@@ -204,8 +204,8 @@ def test_a_bounced_contact_stays_bounced(ws, server, campaign):
 
 
 def test_an_unsubscribe_made_by_staff_cannot_be_undone_by_a_link(ws, server, campaign, person):
+    from mailer.audience.subscriptions import unsubscribe
     from mailer.timeutil import now_utc
-    from mailer.unsubscribes import unsubscribe
 
     with ws.store() as store:
         unsubscribe(store, person, None, "cli", now_utc())

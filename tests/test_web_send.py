@@ -7,7 +7,7 @@ import re
 import shutil
 from urllib.parse import urlsplit
 
-from mailer.unsubscribes import count_for_campaign, last_event
+from mailer.audience.subscriptions import count_for_campaign, last_event
 from tests import newsletter_helpers as newsletter
 from tests.web_helpers import Server
 

@@ -53,7 +53,7 @@ def import_(
 
     Example: mailer contacts import jasenet.csv --list cluster:arctic-power --report virheet.csv
     """
-    from mailer.importer import StrictImportError, import_contacts, write_report
+    from mailer.audience.importer import StrictImportError, import_contacts, write_report
     from mailer.timeutil import now_utc
 
     config = get_config(ctx)
@@ -110,7 +110,7 @@ def add(
 
     Example: mailer contacts add aino.aikio@example.org --name "Aino Aikio" --lang se
     """
-    from mailer.contacts import add_contact
+    from mailer.audience.contacts import add_contact
     from mailer.timeutil import now_utc
 
     config = get_config(ctx)
@@ -145,7 +145,7 @@ def list_(
 
     Example: mailer contacts list --segment "municipality:rovaniemi and lang:fi" --format csv
     """
-    from mailer.contacts import list_contacts
+    from mailer.audience.contacts import list_contacts
 
     check_format(fmt)
     config = get_config(ctx)
@@ -168,7 +168,7 @@ def show(
 
     Example: mailer contacts show aino.aikio@example.org --format json
     """
-    from mailer.contacts import show_contact
+    from mailer.audience.contacts import show_contact
     from mailer.errors import InputError
 
     if fmt not in ("table", "json"):
@@ -209,7 +209,7 @@ def export(
     """
     import sys
 
-    from mailer.contacts import export_contacts
+    from mailer.audience.contacts import export_contacts
     from mailer.errors import FileInputError
 
     config = get_config(ctx)
@@ -253,7 +253,7 @@ def resubscribe(
 
 
 def _change_status(ctx: typer.Context, email: str, action: str, done: str) -> None:
-    from mailer import contacts
+    from mailer.audience import contacts
     from mailer.timeutil import now_utc
 
     core = contacts.unsubscribe if action == "unsubscribe" else contacts.resubscribe
@@ -276,7 +276,7 @@ def forget(
 
     Example: mailer contacts forget aino.aikio@example.org
     """
-    from mailer.contacts import forget as core
+    from mailer.audience.contacts import forget as core
     from mailer.timeutil import now_utc
 
     config = get_config(ctx)

@@ -22,7 +22,7 @@ def list_(
 
     Example: mailer lists list --format csv
     """
-    from mailer.lists import all_lists
+    from mailer.audience.lists import all_lists
 
     check_format(fmt)
     config = get_config(ctx)
@@ -46,7 +46,7 @@ def add(
 
     Example: mailer lists add cluster:arctic-power --name "Arctic Power"
     """
-    from mailer.lists import add_list
+    from mailer.audience.lists import add_list
     from mailer.timeutil import now_utc
 
     config = get_config(ctx)
@@ -69,7 +69,7 @@ def remove(
 
     Example: mailer lists remove company:new-emerging-fields
     """
-    from mailer.lists import remove_list
+    from mailer.audience.lists import remove_list
 
     config = get_config(ctx)
     with open_store(config) as store:

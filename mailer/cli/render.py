@@ -24,8 +24,8 @@ def render(
 
     Example: mailer render campaigns/2018-11.toml --out preview/
     """
-    from mailer.campaigns import load_campaign
-    from mailer.render import store_sample_finder, write_previews
+    from mailer.newsletter.render import store_sample_finder, write_previews
+    from mailer.newsletter.spec import load_campaign
     from mailer.timeutil import now_utc
 
     config = get_config(ctx)

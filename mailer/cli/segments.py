@@ -20,7 +20,7 @@ def count(
 
     Example: mailer segments count "cluster:arctic-power and not company:*"
     """
-    from mailer.segments import count_segment
+    from mailer.audience.segments import count_segment
 
     config = get_config(ctx)
     with open_store(config) as store:
@@ -37,7 +37,7 @@ def save(
 
     Example: mailer segments save lappi-fi "municipality:* and lang:fi"
     """
-    from mailer.segments import save_segment
+    from mailer.audience.segments import save_segment
     from mailer.timeutil import now_utc
 
     config = get_config(ctx)
@@ -58,7 +58,7 @@ def list_(
 
     Example: mailer segments list
     """
-    from mailer.segments import list_segments
+    from mailer.audience.segments import list_segments
 
     check_format(fmt)
     config = get_config(ctx)
@@ -79,7 +79,7 @@ def delete(
 
     Example: mailer segments delete lappi-fi
     """
-    from mailer.segments import delete_segment
+    from mailer.audience.segments import delete_segment
 
     config = get_config(ctx)
     with open_store(config) as store:

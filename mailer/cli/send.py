@@ -190,8 +190,8 @@ def send(
 
     Example: mailer send 2018-11 --yes
     """
-    from mailer import delivery
     from mailer.errors import InputError
+    from mailer.sending import campaigns as delivery
 
     config = get_config(ctx)
     with open_store(config) as store:
@@ -248,7 +248,7 @@ def send_due(ctx: typer.Context) -> None:
 
     Example: mailer send-due
     """
-    from mailer import delivery
+    from mailer.sending import campaigns as delivery
 
     config = get_config(ctx)
     progress = _Progress(is_terminal(sys.stderr))
@@ -307,8 +307,8 @@ def stats(
 
     Example: mailer stats 2018-11 --format json
     """
-    from mailer.delivery import campaign_stats
     from mailer.errors import InputError
+    from mailer.sending.campaigns import campaign_stats
 
     if check_format(fmt) == "csv":
         raise InputError("--format must be table or json")

@@ -35,7 +35,7 @@ def serve(
     import uvicorn
 
     from mailer.errors import InputError, MailerError
-    from mailer.web import create_app
+    from mailer.web.app import create_app
 
     config = get_config(ctx)
     config.secret()  # no secret: refuse now rather than 404 every link
@@ -112,7 +112,7 @@ def unsubscribes_command(
     Example: mailer unsubscribes --campaign 2026-11 --since 2026-11-01 --format csv
     """
     check_format(fmt)
-    from mailer.unsubscribes import events, parse_since
+    from mailer.audience.subscriptions import events, parse_since
 
     moment = parse_since(since) if since else None
     config = get_config(ctx)

@@ -28,7 +28,7 @@ def insert_audience(
 ) -> int:
     """Insert one pending row per subscribed contact matching `where` (over alias `c`).
 
-    `where` is SQL made by mailer.segments.compile_segment from a parsed expression, never
+    `where` is SQL made by mailer.audience.segments.compile_segment from a parsed expression, never
     user text; its values are in `params`. A contact reads its own language when the
     campaign has that variant, else the default.
     """

@@ -1,4 +1,4 @@
-"""The unsubscribe service: thin Starlette handlers over `mailer.unsubscribes`.
+"""The unsubscribe service: thin Starlette handlers over `mailer.audience.subscriptions`.
 
 GET (and HEAD) only show a page, because mail scanners and link previews fetch every link;
 POST changes state: the page's form (field `confirm=page`) or an RFC 8058 one-click body
@@ -34,7 +34,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mailer import unsubscribes
+from mailer.audience import subscriptions as unsubscribes
 from mailer.config import Config
 from mailer.errors import NotFoundError
 from mailer.i18n import LANGUAGES, text
@@ -93,7 +93,7 @@ class _Stores:
 
 def _templates() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("mailer", "web_templates"),
+        loader=jinja2.PackageLoader("mailer.web", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -101,7 +101,7 @@ def _templates() -> jinja2.Environment:
 
 
 def _css() -> str:
-    return (resources.files("mailer") / "web_templates" / "style.css").read_text("utf-8").strip()
+    return (resources.files("mailer.web") / "templates" / "style.css").read_text("utf-8").strip()
 
 
 def security_headers(css: str) -> dict[str, str]:

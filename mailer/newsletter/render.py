@@ -30,8 +30,8 @@ from mailer.i18n import format_date, text
 if TYPE_CHECKING:
     import jinja2
 
-    from mailer.campaigns import CampaignSpec
     from mailer.config import Config
+    from mailer.newsletter.spec import CampaignSpec
 
 # The per-recipient fields, in the order their values are passed around.
 FIELDS = ("greeting", "name", "email", "unsubscribe_url")
@@ -127,8 +127,8 @@ def _placeholder(field: str, marker: str) -> str:
 def choose_variant(
     variants: dict[str, Variant], contact_language: str, default_language: str
 ) -> Variant:
-    """The contact's language if the campaign has it, else mailer.campaigns.fallback_language."""
-    from mailer.campaigns import fallback_language
+    """The contact's language if the campaign has it, else spec.fallback_language."""
+    from mailer.newsletter.spec import fallback_language
 
     if contact_language in variants:
         return variants[contact_language]
@@ -168,7 +168,7 @@ def _environment(config: Config) -> jinja2.Environment:
 
 
 def _wrap_filter(value: Any, width: int = 76, indent: str = "") -> str:
-    from mailer.news import wrap
+    from mailer.newsletter.news import wrap
 
     lines = []
     for paragraph in str(value).split("\n"):
@@ -264,7 +264,7 @@ def build_context(config: Config, spec: CampaignSpec, lang: str, marker: str) ->
     """The template context; recipient fields are placeholders filled in per message."""
     from markupsafe import Markup
 
-    from mailer.news import render_markdown
+    from mailer.newsletter.news import render_markdown
 
     intro_html, intro_text = render_markdown(spec.intro.get(lang, "")) if spec.intro else ("", "")
     items = [
@@ -403,7 +403,7 @@ def write_previews(
     (or when it finds nobody) a made-up reader is used. The unsubscribe link carries a real
     token for campaign id 0.
     """
-    from mailer.messages import MessageBuilder, Recipient
+    from mailer.newsletter.messages import MessageBuilder, Recipient
     from mailer.tokens import make_token, unsubscribe_url
 
     make_out_dir(out_dir)

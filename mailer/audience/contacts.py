@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from mailer.addresses import (
+from mailer.audience.addresses import (
     ascii_form,
     clean_line,
     parse_address,
@@ -36,7 +36,7 @@ class ContactView:
     status: str
     lists: list[str] = field(default_factory=list)  # sorted KIND:SLUG
     attributes: dict[str, Any] = field(default_factory=dict)
-    last_change: Any = None  # mailer.unsubscribes.Event: the latest (un)subscribe, for `show`
+    last_change: Any = None  # subscriptions.Event: the latest (un)subscribe, for `show`
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,7 +64,7 @@ def _view(row: sqlite3.Row, lists: list[str]) -> ContactView:
 
 
 def _check_language(language: str | None, config: Config) -> str | None:
-    from mailer.importer import parse_language
+    from mailer.audience.importer import parse_language
 
     if language is None:
         return None
@@ -140,7 +140,7 @@ def add_contact(
     Refuses (InputError) an invalid address or language, an unknown list kind, and an
     address that unsubscribed, bounced or was forgotten.
     """
-    from mailer.lists import parse_list_ref
+    from mailer.audience.lists import parse_list_ref
     from mailer.store import contacts as q
 
     address = parse_address(email)
@@ -205,7 +205,7 @@ def add_contact(
 
 def list_contacts(store: Store, config: Config, segment: str | None = None) -> list[ContactView]:
     """Contacts (any status) matching `segment` (all when None), by address."""
-    from mailer.segments import compile_segment
+    from mailer.audience.segments import compile_segment
     from mailer.store import contacts as q
 
     conn = store.conn
@@ -220,8 +220,8 @@ def list_contacts(store: Store, config: Config, segment: str | None = None) -> l
 
 def show_contact(store: Store, email: str) -> ContactView:
     """One contact by address (in any case or Unicode form)."""
+    from mailer.audience.subscriptions import last_event
     from mailer.store import contacts as q
-    from mailer.unsubscribes import last_event
 
     row = _find(store.conn, email)
     view = _view(row, q.contact_lists(store.conn, int(row["id"])))
@@ -237,7 +237,7 @@ def export_contacts(store: Store, config: Config, out: IO[str], segment: str | N
     Columns: email, name, organization, language, status, one per list kind (names joined
     by `|`), then one per attribute key.
     """
-    from mailer.lists import slugify
+    from mailer.audience.lists import slugify
     from mailer.store import contacts as q
 
     contacts = list_contacts(store, config, segment)
@@ -329,8 +329,8 @@ def _change_status(
     source: str,
     campaign_id: int | None,
 ) -> StatusChange:
-    # One implementation of status changes for every interface: mailer.unsubscribes.
-    from mailer import unsubscribes
+    # One implementation of status changes for every interface: mailer.audience.subscriptions.
+    from mailer.audience import subscriptions as unsubscribes
 
     row = _find(store.conn, email)
     change = unsubscribes.unsubscribe if action == "unsubscribe" else unsubscribes.resubscribe

@@ -21,16 +21,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailer.addresses import (
+from mailer.audience.addresses import (
     InvalidAddress,
     ascii_form,
     clean_line,
     parse_address,
     suppression_hash,
 )
+from mailer.audience.lists import ListRef, parse_list_ref, slugify
 from mailer.config import LANGUAGES
 from mailer.errors import AddressError, FileInputError, InputError, MailerError
-from mailer.lists import ListRef, parse_list_ref, slugify
 from mailer.store.contacts import CONTACT_STATUSES
 
 if TYPE_CHECKING:
@@ -535,7 +535,7 @@ def _plan_and_apply(
     existing = q.all_contacts_by_key(conn)
     suppressed = q.suppression_hashes(conn)
     if suppressed:  # the secrets are needed only to recognise forgotten addresses
-        from mailer.contacts import suppression_secrets
+        from mailer.audience.contacts import suppression_secrets
 
         secrets = suppression_secrets(conn, config, secrets)
     list_ids = q.all_list_ids(conn)

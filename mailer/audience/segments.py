@@ -213,7 +213,7 @@ class _Parser:
             raise self.error(token, f"unknown list kind {kind!r} (kinds: {', '.join(self.kinds)})")
         if value == "*":
             return ListAtom(kind, "*")
-        from mailer.lists import slugify
+        from mailer.audience.lists import slugify
 
         slug = slugify(value)
         if not slug:

@@ -26,7 +26,7 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from mailer.errors import AddressError, ConfigError
-from mailer.render import Variant
+from mailer.newsletter.render import Variant
 
 if TYPE_CHECKING:
     from mailer.config import Config
@@ -263,7 +263,7 @@ class MessageBuilder:
     """Prepared once per campaign and language; `build` makes one recipient's message."""
 
     def __init__(self, config: Config, variant: Variant) -> None:
-        from mailer.addresses import parse_address
+        from mailer.audience.addresses import parse_address
 
         self.variant = variant
         sender = parse_address(config.sender.address)

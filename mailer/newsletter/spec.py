@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailer.errors import FileInputError, TemplateError
 from mailer.i18n import LANGUAGES
-from mailer.news import NewsItem, load_item
+from mailer.newsletter.news import NewsItem, load_item
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -273,6 +273,6 @@ def _send_at(value: Any, bad: Any) -> datetime | None:
 
 def _check_template(config: Config, template: str) -> None:
     """The template must exist (workspace or bundled) and compile; errors name file:line."""
-    from mailer.render import load_templates
+    from mailer.newsletter.render import load_templates
 
     load_templates(config, template)

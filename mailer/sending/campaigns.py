@@ -2,7 +2,7 @@
 
 A run holds the campaign's lease, checks that the SMTP server answers, freezes content and
 audience once (one transaction), turns rows it finds in `sending` (a run that died) into
-`unknown`, then lets mailer.sender's pool send. Each row is moved to `sending` and committed
+`unknown`, then lets mailer.sending.smtp's pool send. Each row is moved to `sending` and committed
 BEFORE its message goes out, and to its outcome right after the server answers; so a run
 killed at any moment leaves at most one row per connection in `sending`, which the next run
 reports as `unknown` and never resends on its own.
@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from mailer import sender as smtp
 from mailer.config import Config
 from mailer.errors import ConflictError, InputError, LeaseHeldError, NotFoundError, SegmentError
+from mailer.sending import smtp
 from mailer.store import Store
 from mailer.store import campaigns as q_campaigns
 from mailer.store import contacts as q_contacts
@@ -54,7 +54,7 @@ class Builder(Protocol):
 
 
 class Content(Protocol):
-    """Renders, builds and selects for the engine (mailer.campaigns/render/messages/segments)."""
+    """Renders, builds and selects for the engine (newsletter and audience packages)."""
 
     def render(self, config: Config, definition: str) -> dict[str, str]:
         """Render the stored campaign definition: language → frozen variant (JSON text)."""
@@ -73,34 +73,34 @@ class Content(Protocol):
 
 
 class NewsletterContent:
-    """The real content: mailer.campaigns, mailer.render, mailer.messages, mailer.segments."""
+    """The real content: the newsletter spec, render and messages; the audience segments."""
 
     def render(self, config: Config, definition: str) -> dict[str, str]:
-        from mailer.campaigns import CampaignSpec
-        from mailer.render import render_campaign
+        from mailer.newsletter.render import render_campaign
+        from mailer.newsletter.spec import CampaignSpec
 
         spec = CampaignSpec.from_json(definition)
         return {lang: variant.to_json() for lang, variant in render_campaign(config, spec).items()}
 
     def builder(self, config: Config, frozen: str) -> Builder:
-        from mailer.messages import MessageBuilder
-        from mailer.render import Variant
+        from mailer.newsletter.messages import MessageBuilder
+        from mailer.newsletter.render import Variant
 
         return MessageBuilder(config, Variant.from_json(frozen))  # type: ignore[no-any-return]
 
     def recipient(self, email: str, name: str, wire_email: str) -> Any:
-        from mailer.messages import Recipient
+        from mailer.newsletter.messages import Recipient
 
         return Recipient(email=email, name=name, wire_email=wire_email)
 
     def audience(self, conn: Any, config: Config, segment: str) -> tuple[str, Sequence[object]]:
-        from mailer.segments import compile_segment
+        from mailer.audience.segments import compile_segment
 
         compiled = compile_segment(conn, segment, config.list_kinds)
         return compiled.where, list(compiled.params)
 
     def fallback_language(self, config: Config, definition: str, languages: Sequence[str]) -> str:
-        from mailer.campaigns import CampaignSpec, fallback_language
+        from mailer.newsletter.spec import CampaignSpec, fallback_language
 
         spec = CampaignSpec.from_json(definition)
         return fallback_language(languages, spec.default_language)
@@ -259,9 +259,9 @@ def check_messages(
     Errors name the config key ([sender] address/reply_to/name/list_id, [web] base_url) when
     a setting is at fault, else the campaign (`where`).
     """
-    from mailer.addresses import parse_address
+    from mailer.audience.addresses import parse_address
     from mailer.errors import ConfigError
-    from mailer.messages import address_header, list_id_header
+    from mailer.newsletter.messages import address_header, list_id_header
 
     sender = config.sender
     wire = ""
@@ -308,9 +308,9 @@ def create_campaign(
 
     A campaign that has not started may be created again from its edited file.
     """
-    from mailer.campaigns import load_campaign
-    from mailer.render import render_campaign
-    from mailer.segments import compile_segment
+    from mailer.audience.segments import compile_segment
+    from mailer.newsletter.render import render_campaign
+    from mailer.newsletter.spec import load_campaign
 
     spec = load_campaign(path, config)
     variants = render_campaign(config, spec)  # the template and items render, or TemplateError
@@ -422,7 +422,7 @@ class Stats:
 
 
 def campaign_stats(store: Store, name: str) -> Stats:
-    from mailer.unsubscribes import count_for_campaign
+    from mailer.audience.subscriptions import count_for_campaign
 
     conn = store.conn
     row = _campaign(conn, name)
@@ -501,7 +501,7 @@ class _Job:
 
 def envelope_sender(config: Config) -> str:
     """The envelope sender (MAIL FROM): the sender address in its wire (IDNA) form."""
-    from mailer.addresses import parse_address
+    from mailer.audience.addresses import parse_address
 
     return parse_address(config.sender.address).wire
 
@@ -1108,7 +1108,7 @@ def dry_run(
     content: Content | None = None,
 ) -> SampleReport:
     """Write the real messages of a sample of the audience as .eml files; record nothing."""
-    from mailer.render import make_out_dir
+    from mailer.newsletter.render import make_out_dir
 
     content = content or NewsletterContent()
     row = _campaign(store.conn, name)
@@ -1142,7 +1142,7 @@ def send_test(
     content: Content | None = None,
 ) -> SampleReport:
     """Send one sample contact's real message, marked as a test, to `address`; record nothing."""
-    from mailer.addresses import parse_address
+    from mailer.audience.addresses import parse_address
 
     content = content or NewsletterContent()
     target = parse_address(address)

@@ -1,0 +1,1 @@
+"""Who gets mail: contacts, their import, lists, segments, addresses and subscription status."""
