@@ -8,8 +8,9 @@ import html5lib
 import pytest
 
 from mailer.errors import InputError
-from mailer.newsletter.render import Variant, choose_variant, render_campaign
+from mailer.newsletter.render import render_campaign
 from mailer.newsletter.spec import load_campaign
+from mailer.newsletter.variant import Variant, choose_variant
 from tests.newsletter_helpers import UNSUB, copy_campaign, write_campaign, write_item
 
 

@@ -26,7 +26,7 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from mailer.errors import AddressError, ConfigError
-from mailer.newsletter.render import Variant
+from mailer.newsletter.variant import Variant
 
 if TYPE_CHECKING:
     from mailer.config import Config

@@ -12,128 +12,24 @@ message builder fills in the recipient's values (HTML-escaped in the HTML part).
 from __future__ import annotations
 
 import contextlib
-import html as html_module
-import json
 import logging
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailer.errors import TemplateError
 from mailer.i18n import format_date, text
+from mailer.newsletter.variant import Variant
+from mailer.newsletter.variant import placeholder as _placeholder
 
 if TYPE_CHECKING:
     import jinja2
 
     from mailer.config import Config
     from mailer.newsletter.spec import CampaignSpec
-
-# The per-recipient fields, in the order their values are passed around.
-FIELDS = ("greeting", "name", "email", "unsubscribe_url")
-_FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One language of a campaign, rendered and CSS-inlined, waiting for its recipients."""
-
-    language: str
-    campaign: str
-    subject: str
-    preheader: str
-    html: str  # with placeholders; "\n" line ends
-    text: str  # with placeholders; "\n" line ends
-    marker: str
-
-    def placeholder(self, field: str) -> str:
-        return _placeholder(field, self.marker)
-
-    @cached_property
-    def _pattern(self) -> re.Pattern[str]:
-        names = "|".join(f.upper() for f in FIELDS)
-        return re.compile(rf"%%MAILER_({names})_{re.escape(self.marker)}%%")
-
-    def pieces(self, part: str) -> list[str | int]:
-        """Split the `html` or `text` part into literal strings and field indexes (FIELDS)."""
-        source = self.html if part == "html" else self.text
-        out: list[str | int] = []
-        pos = 0
-        for match in self._pattern.finditer(source):
-            out.append(source[pos : match.start()])
-            out.append(FIELDS.index(match.group(1).lower()))
-            pos = match.end()
-        out.append(source[pos:])
-        return out
-
-    def values(self, name: str, email: str, unsubscribe_url: str) -> tuple[str, ...]:
-        """The per-recipient field values (plain text, in FIELDS order)."""
-        if not name.isprintable():  # CR, LF and other controls never reach a part
-            name = "".join(ch if ch.isprintable() else " " for ch in name)
-        name = " ".join(name.split())
-        greeting = (
-            text(self.language, "greeting_named", name=name)
-            if name
-            else text(self.language, "greeting")
-        )
-        return (greeting, name, email, unsubscribe_url)
-
-    def fill(self, part: str, name: str, email: str, unsubscribe_url: str) -> str:
-        """Return the finished `html` or `text` for one recipient (slow path: tests, samples)."""
-        values = self.values(name, email, unsubscribe_url)
-        if part == "html":
-            values = tuple(html_module.escape(v, quote=True) for v in values)
-        return "".join(p if isinstance(p, str) else values[p] for p in self.pieces(part))
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "format": _FORMAT_VERSION,
-                "language": self.language,
-                "campaign": self.campaign,
-                "subject": self.subject,
-                "preheader": self.preheader,
-                "html": self.html,
-                "text": self.text,
-                "marker": self.marker,
-            },
-            ensure_ascii=False,
-        )
-
-    @classmethod
-    def from_json(cls, data: str) -> Variant:
-        obj = json.loads(data)
-        if obj.get("format") != _FORMAT_VERSION:
-            raise ValueError(f"unknown variant format {obj.get('format')!r}")
-        return cls(
-            language=obj["language"],
-            campaign=obj["campaign"],
-            subject=obj["subject"],
-            preheader=obj["preheader"],
-            html=obj["html"],
-            text=obj["text"],
-            marker=obj["marker"],
-        )
-
-
-def _placeholder(field: str, marker: str) -> str:
-    return f"%%MAILER_{field.upper()}_{marker}%%"
-
-
-def choose_variant(
-    variants: dict[str, Variant], contact_language: str, default_language: str
-) -> Variant:
-    """The contact's language if the campaign has it, else spec.fallback_language."""
-    from mailer.newsletter.spec import fallback_language
-
-    if contact_language in variants:
-        return variants[contact_language]
-    return variants[fallback_language(variants, default_language)]
-
 
 # --- templates ---------------------------------------------------------------------------
 

@@ -84,7 +84,7 @@ class NewsletterContent:
 
     def builder(self, config: Config, frozen: str) -> Builder:
         from mailer.newsletter.messages import MessageBuilder
-        from mailer.newsletter.render import Variant
+        from mailer.newsletter.variant import Variant
 
         return MessageBuilder(config, Variant.from_json(frozen))  # type: ignore[no-any-return]
 
