@@ -7,7 +7,9 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import typer
@@ -17,6 +19,9 @@ if TYPE_CHECKING:
     from mailer.store import Store
 
 FORMATS = ("table", "csv", "json")
+
+# The database the running command opened, so that the CLI root can name it in an error.
+opened_database: ContextVar[Path | None] = ContextVar("opened_database", default=None)
 
 
 @dataclass
@@ -50,6 +55,7 @@ def open_store(config: Config) -> Store:
 
     if not config.database_path.parent.is_dir():
         raise ConfigError(f"folder of database.path does not exist: {config.database_path.parent}")
+    opened_database.set(config.database_path)
     return Store(config.database_path)
 
 
