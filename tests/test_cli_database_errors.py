@@ -70,3 +70,32 @@ def test_debug_shows_the_traceback(workspace, tmp_path):
     _damage(workspace.path / "mailer.db", 0.3, 0.7)
     with pytest.raises(sqlite3.DatabaseError):
         workspace.cli("--debug", "contacts", "list")
+
+
+def test_a_missing_database_is_refused_and_not_created(workspace):
+    db = workspace.path / "mailer.db"
+    db.unlink()
+    res = workspace.cli("contacts", "list")
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, str(db), "no database")
+    assert not db.exists()
+    res = workspace.cli("contacts", "add", "aino@example.org")
+    assert res.exit_code == 2
+    assert not db.exists()
+
+
+def test_an_empty_database_file_is_refused_and_left_empty(workspace):
+    db = workspace.path / "mailer.db"
+    db.write_bytes(b"")
+    res = workspace.cli("contacts", "add", "aino@example.org")
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, str(db), "empty")
+    assert db.stat().st_size == 0
+
+
+def test_a_file_that_is_not_a_database_is_refused_at_open(workspace):
+    db = workspace.path / "mailer.db"
+    db.write_bytes(b"these are not the pages you are looking for\n" * 200)
+    res = workspace.cli("contacts", "list")
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, str(db), "not a usable mailer database")
