@@ -53,6 +53,14 @@ class ConflictError(InputError):
     """The request conflicts with the stored state (e.g. a duplicate name)."""
 
 
+class DatabaseError(MailerError):
+    """The database failed under the work (exit 1): locked, damaged, I/O error, disk full."""
+
+
+class MigrationError(DatabaseError):
+    """A migration failed and was rolled back; the database stays at the version before it."""
+
+
 class SmtpError(MailerError):
     """The SMTP server cannot be reached or refused us as a whole."""
 

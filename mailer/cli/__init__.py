@@ -6,14 +6,18 @@ imported inside each command, so `mailer --help` stays fast.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 
 from mailer.cli import campaign, contacts, lists, render, segments, send, serve, workspace
-from mailer.cli._common import State, state
+from mailer.cli._common import State, get_config, opened_database, state
+
+if TYPE_CHECKING:
+    from mailer.errors import MailerError
 
 
 class _MailerGroup(TyperGroup):
@@ -22,6 +26,7 @@ class _MailerGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         from mailer.errors import MailerError
 
+        opened = opened_database.set(None)
         try:
             return super().invoke(ctx)
         except MailerError as exc:
@@ -29,6 +34,32 @@ class _MailerGroup(TyperGroup):
                 raise
             typer.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except sqlite3.DatabaseError as exc:
+            # Locked, damaged, I/O error, disk full: the work failed (exit 1), one line.
+            # IntegrityError and ProgrammingError are our bugs: they keep their traceback.
+            if state(ctx).debug or isinstance(
+                exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError)
+            ):
+                raise
+            error = _database_error(exc, ctx)
+            typer.echo(f"Error: {error}", err=True)
+            ctx.exit(error.exit_code)
+        finally:
+            opened_database.reset(opened)
+
+
+def _database_error(exc: sqlite3.Error, ctx: typer.Context) -> MailerError:
+    """The error as one line naming the database the command opened (else the configured one)."""
+    from mailer.errors import MailerError
+    from mailer.store import database_error
+
+    path = opened_database.get()
+    if path is None:
+        try:
+            path = get_config(ctx).database_path
+        except MailerError:
+            return database_error(exc, "the database")
+    return database_error(exc, path)
 
 
 app = typer.Typer(

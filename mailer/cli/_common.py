@@ -7,7 +7,9 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import typer
@@ -17,6 +19,9 @@ if TYPE_CHECKING:
     from mailer.store import Store
 
 FORMATS = ("table", "csv", "json")
+
+# The database the running command opened, so that the CLI root can name it in an error.
+opened_database: ContextVar[Path | None] = ContextVar("opened_database", default=None)
 
 
 @dataclass
@@ -44,13 +49,26 @@ def get_config(ctx: typer.Context) -> Config:
 
 
 def open_store(config: Config) -> Store:
-    """Open (and migrate) the database the configuration names."""
-    from mailer.errors import ConfigError
+    """Open (and migrate) the database the configuration names; never start a new one.
+
+    Only `init` and `demo` create a database: a lost or mistyped path must not silently
+    begin an empty one that forgets who unsubscribed.
+    """
+    from mailer.errors import ConfigError, InputError
     from mailer.store import Store
 
-    if not config.database_path.parent.is_dir():
-        raise ConfigError(f"folder of database.path does not exist: {config.database_path.parent}")
-    return Store(config.database_path)
+    path = config.database_path
+    if not path.parent.is_dir():
+        raise ConfigError(f"folder of database.path does not exist: {path.parent}")
+    if not path.exists():
+        raise InputError(
+            "no database here (check database.path; only `mailer init` creates one)",
+            where=str(path),
+        )
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError("the database file is empty (restore it from a backup)", where=str(path))
+    opened_database.set(path)
+    return Store(path)
 
 
 def is_terminal(stream: IO[str] | None = None) -> bool:
