@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from mailer.errors import FileInputError, TemplateError
 from mailer.i18n import LANGUAGES
 from mailer.newsletter.news import NewsItem, load_item
+from mailer.newsletter.templates import load_templates
+from mailer.newsletter.variant import fallback_language
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,21 +48,6 @@ CAMPAIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 class CampaignFileError(FileInputError):
     """The campaign file is missing, malformed or has a bad key (exit 2)."""
-
-
-def fallback_language(languages: Iterable[str], default_language: str) -> str:
-    """THE rule for a contact whose language the campaign lacks: the default language when
-    the campaign has it, else the first language in catalogue order (fi, en, sv, se) it has.
-    """
-    present = set(languages)
-    if default_language in present:
-        return default_language
-    for lang in LANGUAGES:
-        if lang in present:
-            return lang
-    if not present:
-        raise ValueError("a campaign without languages has no fallback")
-    return min(present)
 
 
 @dataclass(frozen=True)
@@ -273,6 +259,4 @@ def _send_at(value: Any, bad: Any) -> datetime | None:
 
 def _check_template(config: Config, template: str) -> None:
     """The template must exist (workspace or bundled) and compile; errors name file:line."""
-    from mailer.newsletter.render import load_templates
-
     load_templates(config, template)

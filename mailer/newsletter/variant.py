@@ -9,11 +9,11 @@ from __future__ import annotations
 import html as html_module
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
-from mailer.i18n import text
-from mailer.newsletter.spec import fallback_language
+from mailer.i18n import LANGUAGES, text
 
 # The per-recipient fields, in the order their values are passed around.
 FIELDS = ("greeting", "name", "email", "unsubscribe_url")
@@ -109,7 +109,22 @@ def placeholder(field: str, marker: str) -> str:
 def choose_variant(
     variants: dict[str, Variant], contact_language: str, default_language: str
 ) -> Variant:
-    """The contact's language if the campaign has it, else spec.fallback_language."""
+    """The contact's language if the campaign has it, else `fallback_language`."""
     if contact_language in variants:
         return variants[contact_language]
     return variants[fallback_language(variants, default_language)]
+
+
+def fallback_language(languages: Iterable[str], default_language: str) -> str:
+    """THE rule for a contact whose language the campaign lacks: the default language when
+    the campaign has it, else the first language in catalogue order (fi, en, sv, se) it has.
+    """
+    present = set(languages)
+    if default_language in present:
+        return default_language
+    for lang in LANGUAGES:
+        if lang in present:
+            return lang
+    if not present:
+        raise ValueError("a campaign without languages has no fallback")
+    return min(present)
