@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mailer.errors import TemplateError
 from mailer.i18n import format_date, text
 from mailer.newsletter.templates import load_templates
-from mailer.newsletter.variant import Variant
+from mailer.newsletter.variant import Variant, used_fields
 from mailer.newsletter.variant import placeholder as _placeholder
 
 if TYPE_CHECKING:
@@ -73,16 +73,17 @@ def render_variant(
         html_template, text_template = load_templates(config, spec.template)
     marker = marker or secrets.token_hex(6)
     context = build_context(config, spec, lang, marker)
-    html = inline_css(_render(html_template, context))
-    text_body = _render(text_template, context)
+    html = inline_css(_render(html_template, context)).replace("\r\n", "\n")
+    text_body = _clean_text(_render(text_template, context))
     return Variant(
         language=lang,
         campaign=spec.name,
         subject=spec.subject[lang],
         preheader=spec.preheader.get(lang, ""),
-        html=html.replace("\r\n", "\n"),
-        text=_clean_text(text_body),
+        html=html,
+        text=text_body,
         marker=marker,
+        fields=used_fields(marker, html, text_body),
     )
 
 
