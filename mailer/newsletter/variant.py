@@ -75,15 +75,14 @@ class Variant:
             if name
             else text(self.language, "greeting")
         )
+        full = (greeting, name, email, unsubscribe_url)  # FIELDS order
         if self.fields == FIELDS:
-            return (greeting, name, email, unsubscribe_url)
-        known = {
-            "greeting": greeting,
-            "name": name,
-            "email": email,
-            "unsubscribe_url": unsubscribe_url,
-        }
-        return tuple(known[f] for f in self.fields)
+            return full
+        return tuple(full[i] for i in self._picks)
+
+    @cached_property
+    def _picks(self) -> tuple[int, ...]:
+        return tuple(FIELDS.index(f) for f in self.fields)
 
     def fill(self, part: str, name: str, email: str, unsubscribe_url: str) -> str:
         """Return the finished `html` or `text` for one recipient (slow path: tests, samples)."""
