@@ -32,11 +32,11 @@ from mailer.newsletter.messages import MessageBuilder, Recipient  # noqa: E402
 from mailer.newsletter.render import (  # noqa: E402
     build_context,
     inline_css,
-    load_templates,
     render_campaign,
     render_variant,
 )
 from mailer.newsletter.spec import load_campaign  # noqa: E402
+from mailer.newsletter.templates import load_templates  # noqa: E402
 from mailer.workspace import init_workspace  # noqa: E402
 
 POLICY = SMTP.clone(max_line_length=76)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mailer.errors import ConfigError
+from mailer.errors import AddressError, ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -216,14 +216,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         dkim = DkimConfig(d["domain"], d["selector"], path.parent / d["private_key"])
 
     smtp = values["smtp"]
-    if smtp["security"] not in SECURITY_MODES:
-        raise _bad(path, "smtp.security", f"must be one of {', '.join(SECURITY_MODES)}")
-    for key in ("port", "connections", "max_attempts", "pause_after", "messages_per_connection"):
-        if smtp[key] < 1:
-            raise _bad(path, f"smtp.{key}", "must be at least 1")
-    for key in ("rate", "per_minute", "per_day", "timeout"):
-        if smtp[key] < 0:
-            raise _bad(path, f"smtp.{key}", "must not be negative")
+    _check_smtp(path, smtp)
     language = values["defaults"]["language"]
     if language not in LANGUAGES:
         raise _bad(path, "defaults.language", f"must be one of {', '.join(LANGUAGES)}")
@@ -233,14 +226,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
             raise _bad(path, "lists.kinds", f"{kind!r} is not a usable kind name")
     base_url = values["web"]["base_url"].rstrip("/")
     _check_base_url(path, base_url)
-    for key in ("name", "address", "reply_to", "postal_address", "list_id"):
-        if any(ch in values["sender"][key] for ch in "\r\n"):
-            raise _bad(path, f"sender.{key}", "must be one line")
-    for key in ("address", "reply_to"):
-        if key == "address" or values["sender"][key]:
-            _check_mailbox(path, f"sender.{key}", values["sender"][key])
-    if not _DOMAIN.fullmatch(values["sender"]["list_id"]):
-        raise _bad(path, "sender.list_id", "must be a domain name such as arcticsmartness.eu")
+    _check_sender(path, values["sender"])
     if dkim is not None and not (
         _DOMAIN.fullmatch(dkim.domain) and _LABEL.fullmatch(dkim.selector)
     ):
@@ -264,6 +250,28 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     )
 
 
+def _check_smtp(path: Path, smtp: dict[str, Any]) -> None:
+    if smtp["security"] not in SECURITY_MODES:
+        raise _bad(path, "smtp.security", f"must be one of {', '.join(SECURITY_MODES)}")
+    for key in ("port", "connections", "max_attempts", "pause_after", "messages_per_connection"):
+        if smtp[key] < 1:
+            raise _bad(path, f"smtp.{key}", "must be at least 1")
+    for key in ("rate", "per_minute", "per_day", "timeout"):
+        if smtp[key] < 0:
+            raise _bad(path, f"smtp.{key}", "must not be negative")
+
+
+def _check_sender(path: Path, sender: dict[str, Any]) -> None:
+    for key in ("name", "address", "reply_to", "postal_address", "list_id"):
+        if any(ch in sender[key] for ch in "\r\n"):
+            raise _bad(path, f"sender.{key}", "must be one line")
+    for key in ("address", "reply_to"):
+        if key == "address" or sender[key]:
+            _check_mailbox(path, f"sender.{key}", sender[key])
+    if not _DOMAIN.fullmatch(sender["list_id"]):
+        raise _bad(path, "sender.list_id", "must be a domain name such as arcticsmartness.eu")
+
+
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _DOMAIN = re.compile(rf"(?:{_LABEL.pattern}\.)+{_LABEL.pattern}")
 
@@ -284,7 +292,6 @@ def _check_base_url(path: Path, url: str) -> None:
 
 def _check_mailbox(path: Path, key: str, value: str) -> None:
     from mailer.audience.addresses import parse_address
-    from mailer.errors import AddressError
 
     try:
         address = parse_address(value)

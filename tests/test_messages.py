@@ -16,6 +16,7 @@ import pytest
 from mailer.newsletter.messages import MessageBuilder, Recipient
 from mailer.newsletter.render import render_campaign
 from mailer.newsletter.spec import load_campaign
+from mailer.newsletter.variant import Variant, placeholder
 from tests.newsletter_helpers import UNSUB, copy_campaign
 
 NOW = datetime(2026, 11, 28, 9, 30, 15, tzinfo=timezone.utc)
@@ -232,6 +233,76 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(campaign, tmp_path)
         b"MIME-Version:", b"List-Unsubscribe: <https://evil.example/>\r\nMIME-Version:", 1
     )
     assert not dkim.verify(added, dnsfunc=dns)  # over-signed: a second instance breaks it
+
+
+def _one_off(*, links_unsubscribe: bool) -> Variant:
+    """A message made from strings, as sending/oneoff makes one: no campaign behind it."""
+    marker = "0ff1ce"
+    link = f"\n\nPeru tilaus: {placeholder('unsubscribe_url', marker)}" if links_unsubscribe else ""
+    return Variant(
+        language="fi",
+        campaign="one-off",
+        subject="Vahvista uutiskirjeen tilaus – Arctic Smartness, Lapin liitto ja Älykäs Lappi",
+        preheader="",
+        html=f"<p>{placeholder('greeting', marker)}</p>\n<p>Vahvista tilaus: "
+        '<a href="https://uutiset.arcticsmartness.eu/c/x">vahvista</a>.</p>\n',
+        text=f"{placeholder('greeting', marker)}\n\nVahvista tilaus: "
+        f"https://uutiset.arcticsmartness.eu/c/x{link}\n",
+        marker=marker,
+    )
+
+
+def test_a_one_off_message_follows_the_same_encoding_rules(workspace):
+    builder = MessageBuilder(workspace.config(), _one_off(links_unsubscribe=True))
+    recipient = Recipient("maija@example.fi", "Maija Meikäläinen", "maija@example.fi")
+    built = builder.build(recipient, UNSUB, now=NOW, test=True)
+    _check_wire_rules(built.data)
+    msg = _parse(built.data)
+    assert msg["Subject"].startswith("[TEST] Vahvista uutiskirjeen tilaus")
+    assert msg["List-Unsubscribe"] == f"<{UNSUB}>" and msg["X-Mailer-Test"] == "yes"
+    text, html = msg.get_payload()
+    assert text.get_content().replace("\r\n", "\n") == (
+        f"Hei Maija Meikäläinen,\n\nVahvista tilaus: https://uutiset.arcticsmartness.eu/c/x"
+        f"\n\nPeru tilaus: {UNSUB}\n"
+    )
+    assert html.get_content().startswith("<p>Hei Maija Meikäläinen,</p>")
+
+
+def test_a_one_off_message_outside_the_list_has_no_list_headers(workspace, tmp_path):
+    import dkim
+
+    key, public = _openssl_key(tmp_path)
+    workspace.set_config("dkim", "domain", '"arcticsmartness.eu"')
+    workspace.set_config("dkim", "selector", '"mailer"')
+    workspace.set_config("dkim", "private_key", f'"{key}"')
+    config = workspace.config()
+    recipient = Recipient("uusi@example.fi", "", "uusi@example.fi")
+    builder = MessageBuilder(config, _one_off(links_unsubscribe=False), list_message=False)
+    built = builder.build(recipient, now=NOW)  # nobody to unsubscribe yet: no URL needed
+    _check_wire_rules(built.data)
+    msg = _parse(built.data)
+    for header in ("List-Id", "List-Unsubscribe", "List-Unsubscribe-Post"):
+        assert header not in msg, header
+    assert msg["To"].addresses[0].addr_spec == "uusi@example.fi"
+    assert msg["Reply-To"] == "arcticsmartness@lapinliitto.fi"
+    text = msg.get_payload()[0].get_content().replace("\r\n", "\n")
+    assert text == "Hei,\n\nVahvista tilaus: https://uutiset.arcticsmartness.eu/c/x\n"
+
+    def dns(name, timeout=5):
+        return b"v=DKIM1; k=rsa; p=" + public
+
+    assert dkim.verify(built.data, dnsfunc=dns)
+    added = built.data.replace(
+        b"MIME-Version:", b"List-Unsubscribe: <https://evil.example/>\r\nMIME-Version:", 1
+    )
+    assert not dkim.verify(added, dnsfunc=dns)  # nobody can add one either
+    # A text that links the unsubscribe page still needs its URL.
+    linked = MessageBuilder(config, _one_off(links_unsubscribe=True), list_message=False)
+    with pytest.raises(ValueError, match="bad unsubscribe URL"):
+        linked.build(recipient, now=NOW)
+    assert (
+        UNSUB in _parse(linked.build(recipient, UNSUB, now=NOW).data).get_payload()[0].get_content()
+    )
 
 
 def test_a_non_ascii_sender_name_is_encoded_in_from_and_list_id(workspace):

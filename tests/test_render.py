@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import ast
+import email
+import email.policy
+import json
 import re
+from datetime import datetime, timezone
+from pathlib import Path
 
 import html5lib
 import pytest
 
-from mailer.errors import InputError
+import mailer.newsletter
+from mailer.errors import InputError, MailerError
+from mailer.newsletter.messages import MessageBuilder, Recipient
 from mailer.newsletter.render import render_campaign
 from mailer.newsletter.spec import load_campaign
-from mailer.newsletter.variant import Variant, choose_variant
+from mailer.newsletter.variant import FIELDS, Variant, VariantFormatError, choose_variant
 from tests.newsletter_helpers import UNSUB, copy_campaign, write_campaign, write_item
+
+STORED = Path(__file__).parent / "data" / "variants"
 
 
 @pytest.fixture
@@ -87,6 +97,103 @@ def test_variants_survive_json(rendered):
     assert again.fill("text", "A", "a@b.fi", UNSUB) == variants["fi"].fill(
         "text", "A", "a@b.fi", UNSUB
     )
+
+
+def test_a_stored_variant_lists_its_placeholder_fields(rendered):
+    _, variants = rendered
+    stored = json.loads(variants["fi"].to_json())
+    assert stored["format"] == 2
+    # The bundled template greets by name ("Hei Maija,") but never prints the bare name.
+    assert stored["fields"] == ["greeting", "email", "unsubscribe_url"]
+    assert Variant.from_json(variants["fi"].to_json()).fields == tuple(stored["fields"])
+
+
+def test_a_variant_frozen_by_the_first_format_still_fills_the_same(workspace):
+    # format1.fi.json is exactly what Variant.to_json stored before format 2 existed;
+    # the .filled files are what that code filled it to for this reader.
+    frozen = (STORED / "format1.fi.json").read_text(encoding="utf-8")
+    assert json.loads(frozen)["format"] == 1 and "fields" not in json.loads(frozen)
+    variant = Variant.from_json(frozen)
+    name, address = 'Åsa "Ö" <Ylitalo> & co', "asa@example.fi"
+    for part, suffix in (("html", "html"), ("text", "txt")):
+        expected = (STORED / f"format1.fi.filled.{suffix}").read_text(encoding="utf-8")
+        assert variant.fill(part, name, address, UNSUB) == expected
+    # And it still makes a message that parses back to the same parts.
+    now = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+    built = MessageBuilder(workspace.config(), variant).build(
+        Recipient(address, name, address), UNSUB, now=now
+    )
+    msg = email.message_from_bytes(built.data, policy=email.policy.default)
+    text, html = msg.get_payload()
+    assert text.get_content().replace("\r\n", "\n") == variant.fill("text", name, address, UNSUB)
+    assert html.get_content().replace("\r\n", "\n") == variant.fill("html", name, address, UNSUB)
+    # Stored again, it is format 2 with the fields format 1 implied.
+    again = Variant.from_json(variant.to_json())
+    assert again == variant and again.fields == ("greeting", "name", "email", "unsubscribe_url")
+
+
+def test_a_variant_from_a_newer_mailer_is_a_clear_error():
+    stored = json.loads((STORED / "format1.fi.json").read_text(encoding="utf-8"))
+    with pytest.raises(VariantFormatError, match=r"has format 3, .* reads formats 1 to 2"):
+        Variant.from_json(json.dumps(dict(stored, format=3)))
+    newer = dict(stored, format=2, fields=["greeting", "view_url", "unsubscribe_url"])
+    with pytest.raises(VariantFormatError, match=r"uses the field\(s\) view_url"):
+        Variant.from_json(json.dumps(newer))
+    assert issubclass(VariantFormatError, MailerError)  # one line on the CLI, exit 1
+
+
+def test_a_variant_fills_only_the_fields_it_lists():
+    marker = "abc123"
+    variant = Variant(
+        language="en",
+        campaign="c",
+        subject="S",
+        preheader="",
+        html=f'<a href="%%MAILER_UNSUBSCRIBE_URL_{marker}%%">x</a> %%MAILER_NAME_{marker}%%\n',
+        text=f"Link: %%MAILER_UNSUBSCRIBE_URL_{marker}%%\n",
+        marker=marker,
+        fields=("unsubscribe_url",),
+    )
+    again = Variant.from_json(variant.to_json())
+    assert again == variant
+    # A placeholder of a field the variant does not list stays as it is.
+    assert again.fill("html", "A", "a@b.fi", UNSUB) == (
+        f'<a href="{UNSUB}">x</a> %%MAILER_NAME_{marker}%%\n'
+    )
+    assert again.fill("text", "A", "a@b.fi", UNSUB) == f"Link: {UNSUB}\n"
+    assert Variant("en", "c", "S", "", "", "", marker).fields == FIELDS
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_the_newsletter_package_has_no_import_cycle():
+    # Function-level and TYPE_CHECKING imports count: a cycle hidden in a function is a cycle.
+    folder = Path(mailer.newsletter.__file__).parent
+    modules = {
+        f"mailer.newsletter.{p.stem}": p for p in folder.glob("*.py") if p.stem != "__init__"
+    }
+    edges = {name: _imports(path) & modules.keys() - {name} for name, path in modules.items()}
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, " -> ".join((*path, name))
+        if name not in done:
+            for target in sorted(edges[name]):
+                visit(target, (*path, name))
+            done.add(name)
+
+    for name in sorted(modules):
+        visit(name, ())
+    assert {"mailer.newsletter.templates", "mailer.newsletter.preview"} <= modules.keys()
 
 
 def test_hostile_content_is_escaped(workspace):

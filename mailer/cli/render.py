@@ -24,7 +24,7 @@ def render(
 
     Example: mailer render campaigns/2018-11.toml --out preview/
     """
-    from mailer.newsletter.render import store_sample_finder, write_previews
+    from mailer.newsletter.preview import store_sample_finder, write_previews
     from mailer.newsletter.spec import load_campaign
     from mailer.timeutil import now_utc
 

@@ -256,22 +256,33 @@ def _encoded_values(values: Sequence[str]) -> dict[int, bytes]:
     return out
 
 
+def _check_unsubscribe_url(url: str) -> None:
+    if any(ch in url for ch in "\r\n<> \t") or not url.startswith(("https://", "http://")):
+        raise ValueError(f"bad unsubscribe URL {url!r}")
+
+
 # --- the builder -------------------------------------------------------------------------
 
 
 class MessageBuilder:
-    """Prepared once per campaign and language; `build` makes one recipient's message."""
+    """Prepared once per variant; `build` makes one recipient's message.
 
-    def __init__(self, config: Config, variant: Variant) -> None:
+    A variant of a campaign makes list messages: List-Id, List-Unsubscribe and its one-click
+    POST (RFC 2369, RFC 8058). A one-off message (a test send, a confirmation) uses the same
+    encodings; with `list_message=False` it has none of the list headers and needs no
+    unsubscribe URL unless its text links one.
+    """
+
+    def __init__(self, config: Config, variant: Variant, *, list_message: bool = True) -> None:
         from mailer.audience.addresses import parse_address
 
         self.variant = variant
+        self.list_message = list_message
         sender = parse_address(config.sender.address)
         self.sender_address = sender.wire
         self.domain = sender.wire.rsplit("@", 1)[1].lower()
         if self.domain in ("localhost", "localhost.localdomain") or "." not in self.domain:
             raise ConfigError("sender.address needs a real domain for Message-IDs")
-        self.base_url = config.web.base_url
         from_header = address_header("From", config.sender.name, self.sender_address).encode()
         reply_to = b""
         if config.sender.reply_to:
@@ -280,12 +291,13 @@ class MessageBuilder:
         self._from = from_header
         self._subject = unstructured_header("Subject", variant.subject).encode()
         self._subject_test = unstructured_header("Subject", TEST_PREFIX + variant.subject).encode()
-        self._after_ids = (
-            reply_to + list_id_header(config.sender.name, config.sender.list_id).encode()
-        )
+        self._after_ids = reply_to
+        self._one_click = b""
+        if list_message:
+            self._after_ids += list_id_header(config.sender.name, config.sender.list_id).encode()
+            self._one_click = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         boundary = "=_mailer_" + secrets.token_hex(12)  # "=_" never occurs in QP or base64
         self._tail = (
-            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             b"MIME-Version: 1.0\r\n"
             b"Content-Type: multipart/alternative;\r\n"
             b' boundary="' + boundary.encode() + b'"\r\n'
@@ -302,6 +314,10 @@ class MessageBuilder:
         if not isinstance(html_pieces[-1], str) or not html_pieces[-1].endswith("\n"):
             html_pieces.append("\n")
         self._html = _prepare_part(html_pieces)
+        link = variant.placeholder("unsubscribe_url")
+        self._links_unsubscribe = "unsubscribe_url" in variant.fields and (
+            link in variant.text or link in variant.html
+        )
         self._dkim = None
         if config.dkim is not None:
             self._dkim = (
@@ -313,18 +329,19 @@ class MessageBuilder:
     def build(
         self,
         recipient: Recipient,
-        unsubscribe_url: str,
+        unsubscribe_url: str = "",
         *,
         now: datetime,
         test: bool = False,
     ) -> BuiltMessage:
-        """Return the message for `recipient`, Date stamped `now`, signed when configured."""
+        """Return the message for `recipient`, Date stamped `now`, signed when configured.
+
+        A list message needs `unsubscribe_url`; a one-off one only when its text links it.
+        """
         if now.tzinfo is None:
             raise ValueError("now must be an aware datetime")
-        if any(ch in unsubscribe_url for ch in "\r\n<> \t") or not unsubscribe_url.startswith(
-            ("https://", "http://")
-        ):
-            raise ValueError(f"bad unsubscribe URL {unsubscribe_url!r}")
+        if unsubscribe_url or self.list_message or self._links_unsubscribe:
+            _check_unsubscribe_url(unsubscribe_url)
         wire = recipient.wire_email or recipient.email
         message_id = (
             f"<{now.astimezone(timezone.utc):%Y%m%d%H%M%S}.{secrets.token_hex(10)}@{self.domain}>"
@@ -339,8 +356,11 @@ class MessageBuilder:
             b"Date: " + format_datetime(now).encode() + CRLF,
             b"Message-ID: " + message_id.encode() + CRLF,
             self._after_ids,
-            b"List-Unsubscribe: <" + unsubscribe_url.encode("ascii") + b">\r\n",
+            b"List-Unsubscribe: <" + unsubscribe_url.encode("ascii") + b">\r\n"
+            if self.list_message
+            else b"",
             b"X-Mailer-Test: yes\r\n" if test else b"",
+            self._one_click,
             self._tail,
             self._text_head,
         ]
@@ -363,7 +383,10 @@ class MessageBuilder:
             for h in SIGNED_HEADERS
             if (h != "reply-to" or self._after_ids.startswith(b"Reply-To"))
             and (h != "x-mailer-test" or test)
+            and (self.list_message or not h.startswith("list-"))
         ]
+        # Over-signing also covers the List-Unsubscribe headers a one-off message lacks:
+        # a signed empty instance, so that nobody can add one without breaking the signature.
         include += [h.encode() for h in OVERSIGNED_HEADERS]
         signature = dkim.sign(
             data,

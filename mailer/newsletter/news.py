@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -91,23 +92,7 @@ def load_item(path: Path) -> NewsItem:
 
 def parse_item(text: str, source: str) -> NewsItem:
     """Check and render the news item `text` (`source` names it in errors)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = text.split("\n")
-    if not lines or lines[0].strip() != _FENCE:
-        raise NewsItemError("must start with a +++ line (TOML front matter)", where=f"{source}:1")
-    try:
-        end = next(i for i in range(1, len(lines)) if lines[i].strip() == _FENCE)
-    except StopIteration:
-        raise NewsItemError("front matter has no closing +++ line", where=f"{source}:1") from None
-    front_lines = lines[1:end]
-    body = "\n".join(lines[end + 1 :]).strip("\n") + "\n"
-    try:
-        meta = tomllib.loads("\n".join(front_lines))
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"\(at line (\d+)", str(exc))
-        line = int(match.group(1)) + 1 if match else len(front_lines) + 1
-        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
-        raise NewsItemError(f"front matter: {reason}", where=f"{source}:{line}") from None
+    front_lines, meta, body = _front_matter(text, source)
 
     def where(key: str) -> str:
         pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
@@ -123,31 +108,8 @@ def parse_item(text: str, source: str) -> NewsItem:
     for key in _REQUIRED:
         if key not in meta:
             raise NewsItemError(f"{key} is required", where=f"{source}:1")
-    values: dict[str, str] = {}
-    for key in ("title", "lang", *_OPTIONAL_STR):
-        value = meta.get(key, "")
-        if not isinstance(value, str):
-            raise NewsItemError(f"{key} must be a string", where=where(key))
-        values[key] = " ".join(value.split()) if key != "summary" else value.strip()
-    if not values["title"]:
-        raise NewsItemError("title must not be empty", where=where("title"))
-    if values["lang"] not in LANGUAGES:
-        raise NewsItemError(
-            f"lang must be one of {', '.join(LANGUAGES)}, not {values['lang']!r}",
-            where=where("lang"),
-        )
-    day = meta["date"]
-    if isinstance(day, datetime):
-        day = day.date()
-    elif isinstance(day, str):
-        try:
-            day = date.fromisoformat(day)
-        except ValueError:
-            raise NewsItemError(
-                "date must be a date like 2018-11-06", where=where("date")
-            ) from None
-    elif not isinstance(day, date):
-        raise NewsItemError("date must be a date like 2018-11-06", where=where("date"))
+    values = _string_values(meta, where)
+    day = _item_date(meta["date"], where)
     for key in ("image", "link"):
         if values[key] and not re.match(r"^https?://[^\s<>\"]+$", values[key]):
             raise NewsItemError(f"{key} must be an http(s) URL", where=where(key))
@@ -173,6 +135,60 @@ def parse_item(text: str, source: str) -> NewsItem:
         body_html=body_html,
         body_text=body_text,
     )
+
+
+def _front_matter(text: str, source: str) -> tuple[list[str], dict[str, Any], str]:
+    """Split `text` into its front matter lines, their parsed TOML and the Markdown body."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != _FENCE:
+        raise NewsItemError("must start with a +++ line (TOML front matter)", where=f"{source}:1")
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == _FENCE)
+    except StopIteration:
+        raise NewsItemError("front matter has no closing +++ line", where=f"{source}:1") from None
+    front_lines = lines[1:end]
+    body = "\n".join(lines[end + 1 :]).strip("\n") + "\n"
+    try:
+        meta = tomllib.loads("\n".join(front_lines))
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+)", str(exc))
+        line = int(match.group(1)) + 1 if match else len(front_lines) + 1
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        raise NewsItemError(f"front matter: {reason}", where=f"{source}:{line}") from None
+    return front_lines, meta, body
+
+
+def _string_values(meta: dict[str, Any], where: Callable[[str], str]) -> dict[str, str]:
+    """The string keys: title, lang and the optional ones (absent ones empty)."""
+    values: dict[str, str] = {}
+    for key in ("title", "lang", *_OPTIONAL_STR):
+        value = meta.get(key, "")
+        if not isinstance(value, str):
+            raise NewsItemError(f"{key} must be a string", where=where(key))
+        values[key] = " ".join(value.split()) if key != "summary" else value.strip()
+    if not values["title"]:
+        raise NewsItemError("title must not be empty", where=where("title"))
+    if values["lang"] not in LANGUAGES:
+        raise NewsItemError(
+            f"lang must be one of {', '.join(LANGUAGES)}, not {values['lang']!r}",
+            where=where("lang"),
+        )
+    return values
+
+
+def _item_date(day: Any, where: Callable[[str], str]) -> date:
+    """The `date` key: a TOML date, a date-time (its day) or an ISO date string."""
+    if isinstance(day, datetime):
+        return day.date()
+    if isinstance(day, date):
+        return day
+    if isinstance(day, str):
+        try:
+            return date.fromisoformat(day)
+        except ValueError:
+            pass
+    raise NewsItemError("date must be a date like 2018-11-06", where=where("date"))
 
 
 def render_markdown(source: str, *, allow_html: bool = False) -> tuple[str, str]:

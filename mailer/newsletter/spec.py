@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 from mailer.errors import FileInputError, TemplateError
 from mailer.i18n import LANGUAGES
 from mailer.newsletter.news import NewsItem, load_item
+from mailer.newsletter.templates import load_templates
+from mailer.newsletter.variant import fallback_language
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,19 +51,7 @@ class CampaignFileError(FileInputError):
     """The campaign file is missing, malformed or has a bad key (exit 2)."""
 
 
-def fallback_language(languages: Iterable[str], default_language: str) -> str:
-    """THE rule for a contact whose language the campaign lacks: the default language when
-    the campaign has it, else the first language in catalogue order (fi, en, sv, se) it has.
-    """
-    present = set(languages)
-    if default_language in present:
-        return default_language
-    for lang in LANGUAGES:
-        if lang in present:
-            return lang
-    if not present:
-        raise ValueError("a campaign without languages has no fallback")
-    return min(present)
+_Bad = Callable[[str, str], CampaignFileError]  # (key, message) -> the error to raise
 
 
 @dataclass(frozen=True)
@@ -132,19 +122,7 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
     """Read and check the campaign file at `path`, its news items and its template."""
     path = Path(path)
     where = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CampaignFileError(f"cannot read campaign file: {exc.strerror}", where=where) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise CampaignFileError("not UTF-8 text", where=where) from None
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"\(at line (\d+)", str(exc))
-        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        where_line = f"{where}:{match.group(1)}" if match else where
-        raise CampaignFileError(f"malformed TOML: {reason}", where=where_line) from None
+    data = _read_toml(path)
 
     def bad(key: str, message: str) -> CampaignFileError:
         return CampaignFileError(f"{key} {message}", where=where)
@@ -155,19 +133,7 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
     for key in ("name", "subject", "segment", "items"):
         if key not in data:
             raise bad(key, "is required")
-
-    name = data["name"]
-    if not isinstance(name, str):
-        raise bad("name", "must be a string")
-    if "\r" in name or "\n" in name:
-        raise bad("name", "must be one line (no CR or LF)")
-    name = name.strip()
-    if not CAMPAIGN_NAME.fullmatch(name) or ".." in name:
-        raise bad(
-            "name",
-            "must be 1-100 letters A-Z, digits, '.', '_' or '-', starting with a letter or "
-            f"digit, without '..' (like uutiskirje-2018-11), not {name!r}",
-        )
+    name = _name(data["name"], bad)
 
     segment = data["segment"]
     if not isinstance(segment, str) or not segment.strip():
@@ -177,35 +143,10 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
     if not isinstance(template, str) or not _TEMPLATE_NAME.match(template):
         raise bad("template", "must be a template name like newsletter")
 
-    raw_items = data["items"]
-    if not isinstance(raw_items, list) or not raw_items:
-        raise bad("items", "must be a non-empty list of news item paths")
-    items: list[NewsItem] = []
-    for n, entry in enumerate(raw_items):
-        if not isinstance(entry, str) or not entry.strip():
-            raise bad(f"items[{n}]", "must be a path (a string)")
-        item_path = path.parent / entry
-        if entry in raw_items[:n]:
-            raise bad(f"items[{n}]", f"{entry!r} is listed twice")
-        if not item_path.is_file():
-            raise bad(f"items[{n}]", f"{entry!r}: no such file ({item_path})")
-        items.append(load_item(item_path))
-
-    default_language = config.defaults.language
+    items = _items(path, data["items"], bad)
     present = {item.lang for item in items}
-    languages = [lang for lang in LANGUAGES if lang in present]
-    needed = languages
-
-    subject = _per_language(data["subject"], "subject", needed, bad, required=True)
-    for lang, text in subject.items():
-        if "\r" in text or "\n" in text:
-            raise bad(
-                f"subject.{lang}" if isinstance(data["subject"], dict) else "subject",
-                "must be one line (no CR or LF)",
-            )
-        subject[lang] = text.strip()
-        if not subject[lang]:
-            raise bad("subject", "must not be empty")
+    needed = [lang for lang in LANGUAGES if lang in present]
+    subject = _subject(data["subject"], needed, bad)
     preheader = _per_language(data.get("preheader", ""), "preheader", needed, bad)
     preheader = {lang: " ".join(text.split()) for lang, text in preheader.items()}
     intro = _per_language(data.get("intro", ""), "intro", needed, bad)
@@ -228,12 +169,75 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
         intro=intro,
         send_at=send_at,
         source=path.absolute(),
-        default_language=default_language,
+        default_language=config.defaults.language,
     )
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    where = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CampaignFileError(f"cannot read campaign file: {exc.strerror}", where=where) from None
+    try:
+        return tomllib.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise CampaignFileError("not UTF-8 text", where=where) from None
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+)", str(exc))
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        where_line = f"{where}:{match.group(1)}" if match else where
+        raise CampaignFileError(f"malformed TOML: {reason}", where=where_line) from None
+
+
+def _name(name: Any, bad: _Bad) -> str:
+    if not isinstance(name, str):
+        raise bad("name", "must be a string")
+    if "\r" in name or "\n" in name:
+        raise bad("name", "must be one line (no CR or LF)")
+    name = name.strip()
+    if not CAMPAIGN_NAME.fullmatch(name) or ".." in name:
+        raise bad(
+            "name",
+            "must be 1-100 letters A-Z, digits, '.', '_' or '-', starting with a letter or "
+            f"digit, without '..' (like uutiskirje-2018-11), not {name!r}",
+        )
+    return name
+
+
+def _items(path: Path, raw_items: Any, bad: _Bad) -> list[NewsItem]:
+    """Load the news items listed in `items`, relative to the campaign file's folder."""
+    if not isinstance(raw_items, list) or not raw_items:
+        raise bad("items", "must be a non-empty list of news item paths")
+    items: list[NewsItem] = []
+    for n, entry in enumerate(raw_items):
+        if not isinstance(entry, str) or not entry.strip():
+            raise bad(f"items[{n}]", "must be a path (a string)")
+        item_path = path.parent / entry
+        if entry in raw_items[:n]:
+            raise bad(f"items[{n}]", f"{entry!r} is listed twice")
+        if not item_path.is_file():
+            raise bad(f"items[{n}]", f"{entry!r}: no such file ({item_path})")
+        items.append(load_item(item_path))
+    return items
+
+
+def _subject(value: Any, needed: list[str], bad: _Bad) -> dict[str, str]:
+    subject = _per_language(value, "subject", needed, bad, required=True)
+    for lang, text in subject.items():
+        if "\r" in text or "\n" in text:
+            raise bad(
+                f"subject.{lang}" if isinstance(value, dict) else "subject",
+                "must be one line (no CR or LF)",
+            )
+        subject[lang] = text.strip()
+        if not subject[lang]:
+            raise bad("subject", "must not be empty")
+    return subject
+
+
 def _per_language(
-    value: Any, key: str, needed: list[str], bad: Any, *, required: bool = False
+    value: Any, key: str, needed: list[str], bad: _Bad, *, required: bool = False
 ) -> dict[str, str]:
     if isinstance(value, str):
         return {lang: value for lang in needed}
@@ -255,7 +259,7 @@ def _per_language(
     return out
 
 
-def _send_at(value: Any, bad: Any) -> datetime | None:
+def _send_at(value: Any, bad: _Bad) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -273,6 +277,4 @@ def _send_at(value: Any, bad: Any) -> datetime | None:
 
 def _check_template(config: Config, template: str) -> None:
     """The template must exist (workspace or bundled) and compile; errors name file:line."""
-    from mailer.newsletter.render import load_templates
-
     load_templates(config, template)

@@ -1,7 +1,10 @@
 """A `Variant`: one language of a campaign, rendered once, with per-recipient placeholders.
 
 A variant is stored at the freeze and sent from for as long as the campaign lives, so its
-stored form carries a format version; every version this code ever wrote keeps loading.
+stored form carries a format version; every version this code ever wrote keeps loading:
+  1  the first: the placeholder fields are implied (greeting, name, email, unsubscribe_url).
+  2  lists the placeholder fields the variant uses, so that new fields (a preferences link,
+     a "view in a browser" link) need no new version and older variants keep their own.
 """
 
 from __future__ import annotations
@@ -9,15 +12,22 @@ from __future__ import annotations
 import html as html_module
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
-from mailer.i18n import text
-from mailer.newsletter.spec import fallback_language
+from mailer.errors import MailerError
+from mailer.i18n import LANGUAGES, text
 
-# The per-recipient fields, in the order their values are passed around.
+# Every per-recipient field this code can fill, in the order their values are passed around.
 FIELDS = ("greeting", "name", "email", "unsubscribe_url")
-_FORMAT_VERSION = 1
+# The fields of a format-1 variant: fixed forever, whatever FIELDS grows into.
+_FORMAT_1_FIELDS: tuple[str, ...] = ("greeting", "name", "email", "unsubscribe_url")
+_FORMAT_VERSION = 2
+
+
+class VariantFormatError(MailerError):
+    """A stored variant was written by a newer mailer than this one (exit 1)."""
 
 
 @dataclass(frozen=True)
@@ -31,29 +41,32 @@ class Variant:
     html: str  # with placeholders; "\n" line ends
     text: str  # with placeholders; "\n" line ends
     marker: str
+    fields: tuple[str, ...] = FIELDS  # the placeholder fields html and text may hold
 
     def placeholder(self, field: str) -> str:
         return placeholder(field, self.marker)
 
     @cached_property
     def _pattern(self) -> re.Pattern[str]:
-        names = "|".join(f.upper() for f in FIELDS)
+        names = "|".join(f.upper() for f in self.fields)
         return re.compile(rf"%%MAILER_({names})_{re.escape(self.marker)}%%")
 
     def pieces(self, part: str) -> list[str | int]:
-        """Split the `html` or `text` part into literal strings and field indexes (FIELDS)."""
+        """Split the `html` or `text` part into literal strings and field indexes (`fields`)."""
         source = self.html if part == "html" else self.text
+        if not self.fields:
+            return [source]
         out: list[str | int] = []
         pos = 0
         for match in self._pattern.finditer(source):
             out.append(source[pos : match.start()])
-            out.append(FIELDS.index(match.group(1).lower()))
+            out.append(self.fields.index(match.group(1).lower()))
             pos = match.end()
         out.append(source[pos:])
         return out
 
     def values(self, name: str, email: str, unsubscribe_url: str) -> tuple[str, ...]:
-        """The per-recipient field values (plain text, in FIELDS order)."""
+        """The per-recipient field values (plain text, in `fields` order)."""
         if not name.isprintable():  # CR, LF and other controls never reach a part
             name = "".join(ch if ch.isprintable() else " " for ch in name)
         name = " ".join(name.split())
@@ -62,7 +75,14 @@ class Variant:
             if name
             else text(self.language, "greeting")
         )
-        return (greeting, name, email, unsubscribe_url)
+        full = (greeting, name, email, unsubscribe_url)  # FIELDS order
+        if self.fields == FIELDS:
+            return full
+        return tuple(full[i] for i in self._picks)
+
+    @cached_property
+    def _picks(self) -> tuple[int, ...]:
+        return tuple(FIELDS.index(f) for f in self.fields)
 
     def fill(self, part: str, name: str, email: str, unsubscribe_url: str) -> str:
         """Return the finished `html` or `text` for one recipient (slow path: tests, samples)."""
@@ -72,6 +92,7 @@ class Variant:
         return "".join(p if isinstance(p, str) else values[p] for p in self.pieces(part))
 
     def to_json(self) -> str:
+        """The stored form (format 2), read back by `from_json`."""
         return json.dumps(
             {
                 "format": _FORMAT_VERSION,
@@ -82,15 +103,25 @@ class Variant:
                 "html": self.html,
                 "text": self.text,
                 "marker": self.marker,
+                "fields": list(self.fields),
             },
             ensure_ascii=False,
         )
 
     @classmethod
     def from_json(cls, data: str) -> Variant:
+        """Load a stored variant of any format this code ever wrote (1 or 2)."""
         obj = json.loads(data)
-        if obj.get("format") != _FORMAT_VERSION:
-            raise ValueError(f"unknown variant format {obj.get('format')!r}")
+        version = obj.get("format")
+        if version == 1:
+            fields = _FORMAT_1_FIELDS
+        elif version == 2:
+            fields = _known_fields(obj["fields"])
+        else:
+            raise VariantFormatError(
+                f"a stored variant has format {version!r}, which this mailer cannot read"
+                f" (it reads formats 1 to {_FORMAT_VERSION}): was it written by a newer mailer?"
+            )
         return cls(
             language=obj["language"],
             campaign=obj["campaign"],
@@ -99,7 +130,23 @@ class Variant:
             html=obj["html"],
             text=obj["text"],
             marker=obj["marker"],
+            fields=fields,
         )
+
+
+def _known_fields(stored: list[str]) -> tuple[str, ...]:
+    unknown = [f for f in stored if f not in FIELDS]
+    if unknown:
+        raise VariantFormatError(
+            f"a stored variant uses the field(s) {', '.join(unknown)}, which this mailer"
+            " cannot fill: was it written by a newer mailer?"
+        )
+    return tuple(stored)
+
+
+def used_fields(marker: str, *parts: str) -> tuple[str, ...]:
+    """The fields (in FIELDS order) whose placeholders occur in `parts`."""
+    return tuple(f for f in FIELDS if any(placeholder(f, marker) in part for part in parts))
 
 
 def placeholder(field: str, marker: str) -> str:
@@ -109,7 +156,22 @@ def placeholder(field: str, marker: str) -> str:
 def choose_variant(
     variants: dict[str, Variant], contact_language: str, default_language: str
 ) -> Variant:
-    """The contact's language if the campaign has it, else spec.fallback_language."""
+    """The contact's language if the campaign has it, else `fallback_language`."""
     if contact_language in variants:
         return variants[contact_language]
     return variants[fallback_language(variants, default_language)]
+
+
+def fallback_language(languages: Iterable[str], default_language: str) -> str:
+    """THE rule for a contact whose language the campaign lacks: the default language when
+    the campaign has it, else the first language in catalogue order (fi, en, sv, se) it has.
+    """
+    present = set(languages)
+    if default_language in present:
+        return default_language
+    for lang in LANGUAGES:
+        if lang in present:
+            return lang
+    if not present:
+        raise ValueError("a campaign without languages has no fallback")
+    return min(present)
