@@ -54,7 +54,7 @@ def run_demo(
 ) -> DemoReport:
     """Create (or reuse) a demo workspace, import, render, send to a capture server."""
     from mailer.audience.importer import import_contacts
-    from mailer.newsletter.render import store_sample_finder, write_previews
+    from mailer.newsletter.preview import store_sample_finder, write_previews
     from mailer.newsletter.spec import load_campaign
     from mailer.sending.campaigns import (
         SendOptions,
