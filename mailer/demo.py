@@ -56,7 +56,7 @@ def run_demo(
     from mailer.audience.importer import import_contacts
     from mailer.newsletter.render import store_sample_finder, write_previews
     from mailer.newsletter.spec import load_campaign
-    from mailer.sending.campaigns import (
+    from mailer.sending.engine import (
         SendOptions,
         campaign_stats,
         create_campaign,

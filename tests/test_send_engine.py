@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from mailer.errors import InputError, LeaseHeldError, SmtpError
-from mailer.sending.campaigns import NewsletterContent, SendOptions, campaign_stats, send_campaign
+from mailer.sending.engine import NewsletterContent, SendOptions, campaign_stats, send_campaign
 from mailer.store import campaigns as q_campaigns
 from mailer.timeutil import now_utc
 from mailer.tokens import verify_token
@@ -208,7 +208,7 @@ def test_a_held_lease_refuses_a_second_run_and_stale_rows_become_unknown(workspa
         dead = f"{socket.gethostname()}:999999:dead"
         with store.transaction() as conn:
             conn.execute("UPDATE campaigns SET lease_owner = ?", (dead,))
-        from mailer.sending.campaigns import NewsletterContent  # noqa: F401  (the real one is default)
+        from mailer.sending.engine import NewsletterContent  # noqa: F401  (the real one is default)
 
         report = _run_with_stale_row(workspace, store, "b@example.org")
         assert report.became_unknown == ["b@example.org"]
@@ -220,7 +220,7 @@ def test_a_held_lease_refuses_a_second_run_and_stale_rows_become_unknown(workspa
 
 
 def _run_with_stale_row(workspace, store, email):
-    from mailer.sending.campaigns import freeze_campaign
+    from mailer.sending.engine import freeze_campaign
 
     freeze_campaign(store, workspace.config(), "issue-1", content=PlainContent())
     with store.transaction() as conn:
@@ -259,7 +259,7 @@ def test_a_recipient_deferred_max_attempts_over_a_day_becomes_failed(workspace):
     store = workspace.store()
     add_contacts(store, ["slow@example.org", "young@example.org"])
     add_campaign(store)
-    from mailer.sending.campaigns import freeze_campaign
+    from mailer.sending.engine import freeze_campaign
 
     freeze_campaign(store, workspace.config(), "issue-1", content=PlainContent())
     two_days_ago = (now_utc() - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -327,7 +327,7 @@ def test_an_address_that_needs_smtputf8_is_refused_before_sending_and_reported(w
 
 
 def test_send_due_leaves_a_deferred_recipient_for_its_backoff(workspace):
-    from mailer.sending.campaigns import send_due
+    from mailer.sending.engine import send_due
 
     store = workspace.store()
     add_contacts(store, ["busy@example.org", "ok@example.org"])
@@ -377,7 +377,7 @@ def test_a_recipient_deferred_then_sent_in_the_run_counts_once_as_sent(workspace
 def test_a_setting_that_cannot_make_a_message_fails_before_anything_is_stored(workspace):
     import dataclasses
 
-    from mailer.sending.campaigns import create_campaign, freeze_campaign
+    from mailer.sending.engine import create_campaign, freeze_campaign
     from tests.newsletter_helpers import copy_campaign
 
     store = workspace.store()
@@ -406,7 +406,7 @@ def test_a_setting_that_cannot_make_a_message_fails_before_anything_is_stored(wo
 
 
 def test_a_campaign_text_that_cannot_make_a_message_names_the_campaign(workspace):
-    from mailer.sending.campaigns import check_messages
+    from mailer.sending.engine import check_messages
 
     class Refusing(PlainContent):
         def builder(self, config, frozen):

@@ -191,7 +191,7 @@ def send(
     Example: mailer send 2018-11 --yes
     """
     from mailer.errors import InputError
-    from mailer.sending import campaigns as delivery
+    from mailer.sending import engine as delivery
 
     config = get_config(ctx)
     with open_store(config) as store:
@@ -248,7 +248,7 @@ def send_due(ctx: typer.Context) -> None:
 
     Example: mailer send-due
     """
-    from mailer.sending import campaigns as delivery
+    from mailer.sending import engine as delivery
 
     config = get_config(ctx)
     progress = _Progress(is_terminal(sys.stderr))
@@ -308,7 +308,7 @@ def stats(
     Example: mailer stats 2018-11 --format json
     """
     from mailer.errors import InputError
-    from mailer.sending.campaigns import campaign_stats
+    from mailer.sending.engine import campaign_stats
 
     if check_format(fmt) == "csv":
         raise InputError("--format must be table or json")

@@ -3,7 +3,7 @@
 This module knows nothing of the database. `SmtpPool.run` takes jobs from an iterator and
 two callbacks: `prepare(job)` turns a job into an `Envelope` (or None to skip it) right
 before it goes out, and `record(job, envelope, outcome)` learns what the server said. The
-delivery engine (mailer.sending.campaigns) claims rows in `prepare` and writes outcomes in `record`.
+delivery engine (mailer.sending.engine) claims rows in `prepare` and writes outcomes in `record`.
 
 Outcomes follow RFC 5321 and RFC 1047: 2xx sent; 4xx, or a connection lost before the
 whole message was sent, deferred; a connection lost after the final "." but before the
