@@ -8,7 +8,10 @@ from datetime import timedelta
 import pytest
 
 from mailer.errors import InputError, LeaseHeldError, SmtpError
-from mailer.sending.engine import NewsletterContent, SendOptions, campaign_stats, send_campaign
+from mailer.sending.campaigns import campaign_stats
+from mailer.sending.content import NewsletterContent
+from mailer.sending.engine import send_campaign
+from mailer.sending.options import RetryPolicy, SendOptions
 from mailer.store import campaigns as q_campaigns
 from mailer.timeutil import now_utc
 from mailer.tokens import verify_token
@@ -22,7 +25,7 @@ from tests.sending_helpers import (
 )
 from tests.smtp_sink import free_port
 
-FAST = SendOptions(retry_delays=())
+FAST = SendOptions(retry=RetryPolicy(delays=()))
 
 
 def _states(store, campaign_id=1):
@@ -90,7 +93,9 @@ def test_scripted_server_answers_and_drops_end_in_the_right_states(workspace):
 
     with ScriptedSink(rcpt_reply=rcpt_reply, drop_rcpt_every=7, drop_after_data_every=9) as sink:
         point_at(workspace, sink.port, connections=2, pause_after=50)
-        report = _send(workspace, store, options=SendOptions(retry_delays=(0.05, 0.05)))
+        report = _send(
+            workspace, store, options=SendOptions(retry=RetryPolicy(delays=(0.05, 0.05)))
+        )
     states = _states(store)
     copies = sink.copies()
     assert max(copies.values()) == 1  # nobody got two
@@ -208,19 +213,19 @@ def test_a_held_lease_refuses_a_second_run_and_stale_rows_become_unknown(workspa
         dead = f"{socket.gethostname()}:999999:dead"
         with store.transaction() as conn:
             conn.execute("UPDATE campaigns SET lease_owner = ?", (dead,))
-        from mailer.sending.engine import NewsletterContent  # noqa: F401  (the real one is default)
-
         report = _run_with_stale_row(workspace, store, "b@example.org")
         assert report.became_unknown == ["b@example.org"]
         assert _states(store)["b@example.org"] == "unknown"
         assert "b@example.org" not in sink.copies()
-        resent = _send(workspace, store, options=SendOptions(resend_unknown=True, retry_delays=()))
+        resent = _send(
+            workspace, store, options=SendOptions(resend_unknown=True, retry=RetryPolicy(delays=()))
+        )
     assert resent.sent == 1 and _states(store)["b@example.org"] == "sent"
     assert max(sink.copies().values()) == 1
 
 
 def _run_with_stale_row(workspace, store, email):
-    from mailer.sending.engine import freeze_campaign
+    from mailer.sending.freeze import freeze_campaign
 
     freeze_campaign(store, workspace.config(), "issue-1", content=PlainContent())
     with store.transaction() as conn:
@@ -259,7 +264,7 @@ def test_a_recipient_deferred_max_attempts_over_a_day_becomes_failed(workspace):
     store = workspace.store()
     add_contacts(store, ["slow@example.org", "young@example.org"])
     add_campaign(store)
-    from mailer.sending.engine import freeze_campaign
+    from mailer.sending.freeze import freeze_campaign
 
     freeze_campaign(store, workspace.config(), "issue-1", content=PlainContent())
     two_days_ago = (now_utc() - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -327,7 +332,7 @@ def test_an_address_that_needs_smtputf8_is_refused_before_sending_and_reported(w
 
 
 def test_send_due_leaves_a_deferred_recipient_for_its_backoff(workspace):
-    from mailer.sending.engine import send_due
+    from mailer.sending.due import send_due
 
     store = workspace.store()
     add_contacts(store, ["busy@example.org", "ok@example.org"])
@@ -342,7 +347,7 @@ def test_send_due_leaves_a_deferred_recipient_for_its_backoff(workspace):
             store,
             workspace.config(),
             content=PlainContent(),
-            options=SendOptions(retry_delays=(0.01, 0.01)),
+            options=SendOptions(retry=RetryPolicy(delays=(0.01, 0.01))),
         )
     assert [item.action for item in report.items] == ["sent"]
     assert sink.recipients() == ["ok@example.org"]
@@ -367,7 +372,7 @@ def test_a_recipient_deferred_then_sent_in_the_run_counts_once_as_sent(workspace
 
     with ScriptedSink(rcpt_reply=rcpt_reply) as sink:
         point_at(workspace, sink.port)
-        report = _send(workspace, store, options=SendOptions(retry_delays=(0.01,)))
+        report = _send(workspace, store, options=SendOptions(retry=RetryPolicy(delays=(0.01,))))
     assert sorted(sink.recipients()) == ["grey@example.org", "ok@example.org"]
     assert (report.sent, report.deferred, report.failed) == (2, 1, 0)
     assert report.counts["deferred"] == 1 and report.counts["sent"] == 2
@@ -377,7 +382,8 @@ def test_a_recipient_deferred_then_sent_in_the_run_counts_once_as_sent(workspace
 def test_a_setting_that_cannot_make_a_message_fails_before_anything_is_stored(workspace):
     import dataclasses
 
-    from mailer.sending.engine import create_campaign, freeze_campaign
+    from mailer.sending.campaigns import create_campaign
+    from mailer.sending.freeze import freeze_campaign
     from tests.newsletter_helpers import copy_campaign
 
     store = workspace.store()
@@ -406,7 +412,7 @@ def test_a_setting_that_cannot_make_a_message_fails_before_anything_is_stored(wo
 
 
 def test_a_campaign_text_that_cannot_make_a_message_names_the_campaign(workspace):
-    from mailer.sending.engine import check_messages
+    from mailer.sending.campaigns import check_messages
 
     class Refusing(PlainContent):
         def builder(self, config, frozen):

@@ -27,7 +27,7 @@ def create(
     Example: mailer campaign create campaigns/2018-11.toml
     """
     from mailer.cli._common import err
-    from mailer.sending.engine import create_campaign
+    from mailer.sending.campaigns import create_campaign
 
     config = get_config(ctx)
     with open_store(config) as store:
@@ -46,7 +46,7 @@ def list_(
 
     Example: mailer campaign list --format json
     """
-    from mailer.sending.engine import list_campaigns
+    from mailer.sending.campaigns import list_campaigns
 
     check_format(fmt)
     config = get_config(ctx)
@@ -79,7 +79,7 @@ def show(
 
     Example: mailer campaign show 2018-11
     """
-    from mailer.sending.engine import show_campaign
+    from mailer.sending.campaigns import show_campaign
 
     check_format(fmt)
     config = get_config(ctx)
@@ -103,7 +103,7 @@ def cancel(
     Example: mailer campaign cancel 2018-11
     """
     from mailer.cli._common import err
-    from mailer.sending.engine import cancel_campaign
+    from mailer.sending.campaigns import cancel_campaign
 
     config = get_config(ctx)
     with open_store(config) as store:
