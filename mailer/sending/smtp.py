@@ -186,12 +186,13 @@ class Connection:
         self.used = 0
         self.opened = 0  # connections opened over the life of this object
 
-    def open(self) -> None:
-        """Make sure a connection is open (raises SmtpError)."""
+    def open(self) -> smtplib.SMTP:
+        """Make sure a connection is open and return it (raises SmtpError)."""
         if self.client is None:
             self.client = self.factory()
             self.used = 0
             self.opened += 1
+        return self.client
 
     def close(self) -> None:
         """Say QUIT and close; never raises."""
@@ -208,17 +209,16 @@ class Connection:
         _close_quietly(client)
 
     def _rset(self) -> None:
+        if self.client is None:
+            return
         try:
-            assert self.client is not None
             self.client.rset()
         except (OSError, smtplib.SMTPException):
             self._drop()
 
     def send(self, env: Envelope) -> Outcome:
         """Send one envelope on this connection (opening it if needed) and classify the result."""
-        self.open()
-        client = self.client
-        assert client is not None
+        client = self.open()
         if env.needs_smtputf8 and not client.has_extn("smtputf8"):
             return Outcome(REFUSED, "not sent: the address needs SMTPUTF8, which the server lacks")
         self.used += 1
