@@ -56,13 +56,9 @@ def run_demo(
     from mailer.audience.importer import import_contacts
     from mailer.newsletter.preview import store_sample_finder, write_previews
     from mailer.newsletter.spec import load_campaign
-    from mailer.sending.campaigns import (
-        SendOptions,
-        campaign_stats,
-        create_campaign,
-        send_campaign,
-        show_campaign,
-    )
+    from mailer.sending.campaigns import campaign_stats, create_campaign, show_campaign
+    from mailer.sending.engine import send_campaign
+    from mailer.sending.options import SendOptions
     from mailer.workspace import init_workspace
 
     directory = directory.absolute()

@@ -178,6 +178,7 @@ class PlainContent:
 def add_campaign(store, name="issue-1", segment="all", send_at=None, langs=("fi", "en")):
     import json
 
+    from mailer.states import CampaignStatus
     from mailer.store import campaigns as q
     from mailer.timeutil import now_utc
 
@@ -195,7 +196,7 @@ def add_campaign(store, name="issue-1", segment="all", send_at=None, langs=("fi"
             source_path="campaign.toml",
             definition=definition,
             segment=segment,
-            status="scheduled" if send_at else "draft",
+            status=CampaignStatus.SCHEDULED if send_at else CampaignStatus.DRAFT,
             send_at=send_at,
             now=now_utc(),
         )

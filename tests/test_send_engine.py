@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import timedelta
 
 import pytest
 
 from mailer.errors import InputError, LeaseHeldError, SmtpError
-from mailer.sending.campaigns import NewsletterContent, SendOptions, campaign_stats, send_campaign
+from mailer.sending.campaigns import campaign_stats
+from mailer.sending.content import NewsletterContent
+from mailer.sending.engine import send_campaign
+from mailer.sending.options import RetryPolicy, SendOptions
 from mailer.store import campaigns as q_campaigns
 from mailer.timeutil import now_utc
 from mailer.tokens import verify_token
@@ -22,7 +26,7 @@ from tests.sending_helpers import (
 )
 from tests.smtp_sink import free_port
 
-FAST = SendOptions(retry_delays=())
+FAST = SendOptions(retry=RetryPolicy(delays=()))
 
 
 def _states(store, campaign_id=1):
@@ -90,7 +94,9 @@ def test_scripted_server_answers_and_drops_end_in_the_right_states(workspace):
 
     with ScriptedSink(rcpt_reply=rcpt_reply, drop_rcpt_every=7, drop_after_data_every=9) as sink:
         point_at(workspace, sink.port, connections=2, pause_after=50)
-        report = _send(workspace, store, options=SendOptions(retry_delays=(0.05, 0.05)))
+        report = _send(
+            workspace, store, options=SendOptions(retry=RetryPolicy(delays=(0.05, 0.05)))
+        )
     states = _states(store)
     copies = sink.copies()
     assert max(copies.values()) == 1  # nobody got two
@@ -208,19 +214,19 @@ def test_a_held_lease_refuses_a_second_run_and_stale_rows_become_unknown(workspa
         dead = f"{socket.gethostname()}:999999:dead"
         with store.transaction() as conn:
             conn.execute("UPDATE campaigns SET lease_owner = ?", (dead,))
-        from mailer.sending.campaigns import NewsletterContent  # noqa: F401  (the real one is default)
-
         report = _run_with_stale_row(workspace, store, "b@example.org")
         assert report.became_unknown == ["b@example.org"]
         assert _states(store)["b@example.org"] == "unknown"
         assert "b@example.org" not in sink.copies()
-        resent = _send(workspace, store, options=SendOptions(resend_unknown=True, retry_delays=()))
+        resent = _send(
+            workspace, store, options=SendOptions(resend_unknown=True, retry=RetryPolicy(delays=()))
+        )
     assert resent.sent == 1 and _states(store)["b@example.org"] == "sent"
     assert max(sink.copies().values()) == 1
 
 
 def _run_with_stale_row(workspace, store, email):
-    from mailer.sending.campaigns import freeze_campaign
+    from mailer.sending.freeze import freeze_campaign
 
     freeze_campaign(store, workspace.config(), "issue-1", content=PlainContent())
     with store.transaction() as conn:
@@ -259,7 +265,7 @@ def test_a_recipient_deferred_max_attempts_over_a_day_becomes_failed(workspace):
     store = workspace.store()
     add_contacts(store, ["slow@example.org", "young@example.org"])
     add_campaign(store)
-    from mailer.sending.campaigns import freeze_campaign
+    from mailer.sending.freeze import freeze_campaign
 
     freeze_campaign(store, workspace.config(), "issue-1", content=PlainContent())
     two_days_ago = (now_utc() - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -327,7 +333,7 @@ def test_an_address_that_needs_smtputf8_is_refused_before_sending_and_reported(w
 
 
 def test_send_due_leaves_a_deferred_recipient_for_its_backoff(workspace):
-    from mailer.sending.campaigns import send_due
+    from mailer.sending.due import send_due
 
     store = workspace.store()
     add_contacts(store, ["busy@example.org", "ok@example.org"])
@@ -342,7 +348,7 @@ def test_send_due_leaves_a_deferred_recipient_for_its_backoff(workspace):
             store,
             workspace.config(),
             content=PlainContent(),
-            options=SendOptions(retry_delays=(0.01, 0.01)),
+            options=SendOptions(retry=RetryPolicy(delays=(0.01, 0.01))),
         )
     assert [item.action for item in report.items] == ["sent"]
     assert sink.recipients() == ["ok@example.org"]
@@ -367,7 +373,7 @@ def test_a_recipient_deferred_then_sent_in_the_run_counts_once_as_sent(workspace
 
     with ScriptedSink(rcpt_reply=rcpt_reply) as sink:
         point_at(workspace, sink.port)
-        report = _send(workspace, store, options=SendOptions(retry_delays=(0.01,)))
+        report = _send(workspace, store, options=SendOptions(retry=RetryPolicy(delays=(0.01,))))
     assert sorted(sink.recipients()) == ["grey@example.org", "ok@example.org"]
     assert (report.sent, report.deferred, report.failed) == (2, 1, 0)
     assert report.counts["deferred"] == 1 and report.counts["sent"] == 2
@@ -377,7 +383,8 @@ def test_a_recipient_deferred_then_sent_in_the_run_counts_once_as_sent(workspace
 def test_a_setting_that_cannot_make_a_message_fails_before_anything_is_stored(workspace):
     import dataclasses
 
-    from mailer.sending.campaigns import create_campaign, freeze_campaign
+    from mailer.sending.campaigns import create_campaign
+    from mailer.sending.freeze import freeze_campaign
     from tests.newsletter_helpers import copy_campaign
 
     store = workspace.store()
@@ -424,3 +431,126 @@ def test_a_campaign_text_that_cannot_make_a_message_names_the_campaign(workspace
     variants = {"fi": '{"subject": "ok", "body": "b"}', "en": '{"subject": "bad", "body": "b"}'}
     with pytest.raises(InputError, match=r"c\.toml: the en message cannot be built"):
         check_messages(config, variants, Refusing(), where="c.toml", now=now_utc())
+
+
+# --- the real renderer and builder through the send run ----------------------------------------
+
+NEWSLETTER = "uutiskirje-2018-11"
+
+
+def _real_campaign(workspace, store, readers):
+    """Import `readers` (email, name, language) with the CLI and create the test newsletter."""
+    from mailer.sending.campaigns import create_campaign
+    from tests.contacts_helpers import write_csv
+    from tests.newsletter_helpers import copy_campaign
+
+    rows = [["sähköposti", "nimi", "kieli", "klusterit"]]
+    rows += [[email, name, lang, "Arctic Power"] for email, name, lang in readers]
+    res = workspace.cli("contacts", "import", str(write_csv(workspace.path / "c.csv", rows)))
+    assert res.exit_code == 0, res.stderr
+    create_campaign(store, workspace.config(), copy_campaign(workspace.path))
+    return {email: (name, lang) for email, name, lang in readers}
+
+
+def _check_parsed_back(workspace, store, sink, readers):
+    """Each reader got one message, parsed back whole, addressed and unsubscribable as them."""
+    campaign_id, subjects = store.conn.execute(
+        "SELECT id, json_extract(definition, '$.subject') FROM campaigns"
+    ).fetchone()
+    subjects = json.loads(subjects)
+    domain = workspace.config().sender.address.rsplit("@", 1)[1]
+    assert sorted(sink.recipients()) == sorted(readers)
+    for item in sink.received:
+        (rcpt,) = item.rcpt_tos
+        name, lang = readers[rcpt]
+        sent_id, variant = store.conn.execute(
+            "SELECT d.message_id, d.language FROM deliveries d"
+            " JOIN contacts c ON c.id = d.contact_id WHERE c.email = ?",
+            (rcpt,),
+        ).fetchone()
+        assert variant == (lang if lang in subjects else "fi")  # no sv issue: the default
+        assert b"\n" not in item.data.replace(b"\r\n", b"")
+        msg = item.message()
+        for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe"):
+            assert len(msg.get_all(header)) == 1, header
+        assert msg["To"].addresses[0].addr_spec == rcpt
+        assert msg["To"].addresses[0].display_name == name
+        assert msg["Subject"] == subjects[variant]
+        assert msg["Message-ID"].endswith(f"@{domain}>")
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        url = msg["List-Unsubscribe"].strip("<>")
+        assert url in msg.get_body(("plain",)).get_content()
+        subject = verify_token([SECRET.encode()], url.rsplit("/", 1)[1])
+        contact = store.conn.execute("SELECT id FROM contacts WHERE email = ?", (rcpt,))
+        assert (subject.campaign_id, subject.contact_id) == (campaign_id, contact.fetchone()[0])
+        assert sent_id == msg["Message-ID"]
+
+
+@pytest.mark.slow
+def test_the_real_newsletter_deferred_then_retried_by_send_due_reaches_everyone_once(workspace):
+    from mailer.sending.due import send_due
+
+    store = workspace.store()
+    readers = _real_campaign(
+        workspace,
+        store,
+        [
+            ("aino@example.org", "Aino Äyräpää", "fi"),
+            ("erik@example.org", "Erik Ström", "sv"),
+            ("grey@example.org", "Greta Grey", "en"),
+            ("jussi@example.org", "", "fi"),
+        ],
+    )
+    tries: dict[str, int] = {}
+
+    def rcpt_reply(address):
+        tries[address] = tries.get(address, 0) + 1
+        return "451 4.7.1 greylisted" if address == "grey@example.org" else None
+
+    with ScriptedSink(rcpt_reply=rcpt_reply) as sink:
+        point_at(workspace, sink.port, connections=2)
+        first = send_campaign(store, workspace.config(), NEWSLETTER, options=FAST)
+        assert (first.sent, first.deferred, first.status) == (3, 1, "sending")
+        sink.handler.rcpt_reply = None  # the greylisting ends
+        later = now_utc() + timedelta(minutes=6)  # past the first backoff (5 minutes)
+        due = send_due(store, workspace.config(), clock=lambda: later)
+    assert [(i.action, i.report.sent if i.report else 0) for i in due.items] == [("sent", 1)]
+    assert due.items[0].report.status == "sent"
+    assert tries["grey@example.org"] == 1
+    _check_parsed_back(workspace, store, sink, readers)
+    attempts = store.conn.execute(
+        "SELECT d.attempts FROM deliveries d JOIN contacts c ON c.id = d.contact_id"
+        " WHERE c.email = 'grey@example.org'"
+    ).fetchone()[0]
+    assert attempts == 2
+
+
+@pytest.mark.slow
+def test_the_real_newsletter_paused_by_a_failing_server_resumes_without_a_second_copy(workspace):
+    store = workspace.store()
+    readers = _real_campaign(
+        workspace,
+        store,
+        [(f"lukija{i:02d}@example.org", f"Lukija {i} Ääninen", "fi") for i in range(12)],
+    )
+    with ScriptedSink() as sink:
+        point_at(workspace, sink.port, connections=2, pause_after=3)
+        accepted = 0
+
+        async def mail(server, session, envelope, address, options):
+            nonlocal accepted
+            if accepted >= 5:
+                return "421 4.3.2 system not accepting messages"
+            accepted += 1
+            envelope.mail_from = address
+            return "250 OK"
+
+        sink.handler.handle_MAIL = mail
+        paused = send_campaign(store, workspace.config(), NEWSLETTER, options=FAST)
+        assert paused.paused and paused.status == "paused"
+        assert 0 < len(sink.received) < 12
+        del sink.handler.handle_MAIL
+        resumed = send_campaign(store, workspace.config(), NEWSLETTER, options=FAST)
+    assert resumed.status == "sent" and not resumed.frozen_now
+    assert paused.sent + resumed.sent == 12
+    _check_parsed_back(workspace, store, sink, readers)

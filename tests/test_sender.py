@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from mailer.errors import SmtpError
+from mailer.sending.pool import SmtpPool
 from mailer.sending.smtp import (
     DEFERRED,
     FAILED,
@@ -16,7 +17,6 @@ from mailer.sending.smtp import (
     UNKNOWN,
     Connection,
     Envelope,
-    SmtpPool,
     connect,
     wire_data,
 )

@@ -191,13 +191,14 @@ def send(
     Example: mailer send 2018-11 --yes
     """
     from mailer.errors import InputError
-    from mailer.sending import campaigns as delivery
+    from mailer.sending import engine, previews
+    from mailer.sending.options import SendOptions
 
     config = get_config(ctx)
     with open_store(config) as store:
         if dry_run:
             target = out or Path("dry-run") / name
-            report = delivery.dry_run(store, config, name, target)
+            report = previews.dry_run(store, config, name, target)
             for path in report.files:
                 typer.echo(str(path))
             err(f"{name}: wrote {len(report.files)} sample message(s) to {target}; nothing sent.")
@@ -205,7 +206,7 @@ def send(
         if out is not None:
             raise InputError("--out goes with --dry-run")
         if test_to:
-            delivery.send_test(store, config, name, test_to)
+            previews.send_test(store, config, name, test_to)
             err(f"{name}: test message sent to {test_to}; no delivery recorded.")
             return
         terminal = is_terminal(sys.stderr) and is_terminal(sys.stdin)
@@ -215,17 +216,15 @@ def send(
                     "refusing to send without a terminal to confirm; pass --yes "
                     "(or use `mailer send-due` from cron)"
                 )
-            count = delivery.audience_size(store, config, name)
+            count = previews.audience_size(store, config, name)
             if not typer.confirm(f"Send campaign {name} to {count} recipient(s)?"):
                 err("Nothing sent.")
                 return
         progress = _Progress(is_terminal(sys.stderr))
-        options = delivery.SendOptions(
-            connections=connections, rate=rate, resend_unknown=resend_unknown
-        )
+        options = SendOptions(connections=connections, rate=rate, resend_unknown=resend_unknown)
         try:
             with _stop_on_sigterm():
-                report = delivery.send_campaign(
+                report = engine.send_campaign(
                     store, config, name, options=options, progress=progress
                 )
         except KeyboardInterrupt:
@@ -248,14 +247,14 @@ def send_due(ctx: typer.Context) -> None:
 
     Example: mailer send-due
     """
-    from mailer.sending import campaigns as delivery
+    from mailer.sending.due import send_due as run_due
 
     config = get_config(ctx)
     progress = _Progress(is_terminal(sys.stderr))
     with open_store(config) as store:
         try:
             with _stop_on_sigterm():
-                report = delivery.send_due(store, config, progress=progress)
+                report = run_due(store, config, progress=progress)
         except KeyboardInterrupt:
             raise _interrupted(None) from None
         finally:

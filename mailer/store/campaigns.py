@@ -1,14 +1,59 @@
-"""Named queries on campaigns, their frozen variants, leases and the relay quota counters."""
+"""Named queries on campaigns, their frozen variants, leases and the relay quota counters.
+
+A campaign row leaves this module as a typed `Campaign`; every status change is a
+compare-and-set whose allowed sources come from mailer.states.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from mailer.states import CampaignStatus, campaign_sources
 from mailer.timeutil import to_db
 
-CAMPAIGN_STATUSES = ("draft", "scheduled", "sending", "paused", "sent", "cancelled")
+
+@dataclass(frozen=True)
+class Campaign:
+    """One row of `campaigns`."""
+
+    id: int
+    name: str
+    source_path: str
+    definition: str  # JSON of the checked campaign file
+    segment: str
+    status: CampaignStatus
+    send_at: str | None
+    created_at: str
+    frozen_at: str | None
+    finished_at: str | None
+    lease_owner: str | None
+    lease_until: str | None
+    status_reason: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Campaign:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            source_path=row["source_path"],
+            definition=row["definition"],
+            segment=row["segment"],
+            status=CampaignStatus(row["status"]),
+            send_at=row["send_at"],
+            created_at=row["created_at"],
+            frozen_at=row["frozen_at"],
+            finished_at=row["finished_at"],
+            lease_owner=row["lease_owner"],
+            lease_until=row["lease_until"],
+            status_reason=row["status_reason"],
+        )
+
+
+def _campaign(row: sqlite3.Row | None) -> Campaign | None:
+    return None if row is None else Campaign.from_row(row)
 
 
 def insert_campaign(
@@ -18,7 +63,7 @@ def insert_campaign(
     source_path: str,
     definition: str,
     segment: str,
-    status: str,
+    status: CampaignStatus,
     send_at: datetime | None,
     now: datetime,
 ) -> int:
@@ -30,7 +75,7 @@ def insert_campaign(
             source_path,
             definition,
             segment,
-            status,
+            CampaignStatus(status).value,
             to_db(send_at) if send_at else None,
             to_db(now),
         ),
@@ -46,11 +91,11 @@ def update_definition(
     source_path: str,
     definition: str,
     segment: str,
-    status: str,
+    status: CampaignStatus,
     send_at: datetime | None,
-    expected: Sequence[str],
 ) -> bool:
     """Replace the definition of a campaign that has not started; False if it has."""
+    expected = campaign_sources(status)
     marks = ", ".join("?" for _ in expected)
     cursor = conn.execute(
         "UPDATE campaigns SET source_path = ?, definition = ?, segment = ?, status = ?,"
@@ -59,7 +104,7 @@ def update_definition(
             source_path,
             definition,
             segment,
-            status,
+            status.value,
             to_db(send_at) if send_at else None,
             campaign_id,
             *expected,
@@ -68,37 +113,37 @@ def update_definition(
     return cursor.rowcount == 1
 
 
-def get_campaign(conn: sqlite3.Connection, campaign_id: int) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+def get_campaign(conn: sqlite3.Connection, campaign_id: int) -> Campaign | None:
+    return _campaign(
+        conn.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+    )
 
 
-def get_campaign_by_name(conn: sqlite3.Connection, name: str) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM campaigns WHERE name = ?", (name,)).fetchone()
+def get_campaign_by_name(conn: sqlite3.Connection, name: str) -> Campaign | None:
+    return _campaign(conn.execute("SELECT * FROM campaigns WHERE name = ?", (name,)).fetchone())
 
 
-def list_campaigns(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-    return conn.execute(
-        "SELECT c.*, (SELECT count(*) FROM deliveries d WHERE d.campaign_id = c.id)"
-        " AS recipients FROM campaigns c ORDER BY c.created_at, c.id"
-    ).fetchall()
+def list_campaigns(conn: sqlite3.Connection) -> list[Campaign]:
+    rows = conn.execute("SELECT * FROM campaigns ORDER BY created_at, id").fetchall()
+    return [Campaign.from_row(row) for row in rows]
 
 
 def set_status(
     conn: sqlite3.Connection,
     campaign_id: int,
-    status: str,
-    expected: Sequence[str],
+    status: CampaignStatus,
     now: datetime,
     *,
     reason: str | None = None,
 ) -> bool:
-    """Move a campaign from one of `expected` to `status`; False when it was in none of them."""
+    """Move a campaign to `status` from a status mailer.states allows; False if it was in none."""
+    expected = campaign_sources(status)
     marks = ", ".join("?" for _ in expected)
-    finished = to_db(now) if status in ("sent", "cancelled") else None
+    done = status in (CampaignStatus.SENT, CampaignStatus.CANCELLED)
     cursor = conn.execute(
         f"UPDATE campaigns SET status = ?, status_reason = ?,"
         f" finished_at = coalesce(?, finished_at) WHERE id = ? AND status IN ({marks})",
-        (status, reason, finished, campaign_id, *expected),
+        (status.value, reason, to_db(now) if done else None, campaign_id, *expected),
     )
     return cursor.rowcount == 1
 
@@ -126,20 +171,23 @@ def variants(conn: sqlite3.Connection, campaign_id: int) -> dict[str, str]:
     return {row[0]: row[1] for row in rows}
 
 
-def due_campaigns(conn: sqlite3.Connection, now: datetime) -> list[sqlite3.Row]:
+def due_campaigns(conn: sqlite3.Connection, now: datetime) -> list[Campaign]:
     """Scheduled campaigns whose send_at has passed, and campaigns left in `sending`."""
-    return conn.execute(
-        "SELECT * FROM campaigns WHERE (status = 'scheduled' AND send_at <= ?)"
-        " OR status = 'sending' ORDER BY coalesce(send_at, created_at), id",
-        (to_db(now),),
+    rows = conn.execute(
+        "SELECT * FROM campaigns WHERE (status = ? AND send_at <= ?)"
+        " OR status = ? ORDER BY coalesce(send_at, created_at), id",
+        (CampaignStatus.SCHEDULED.value, to_db(now), CampaignStatus.SENDING.value),
     ).fetchall()
+    return [Campaign.from_row(row) for row in rows]
 
 
-def paused_campaigns(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+def paused_campaigns(conn: sqlite3.Connection) -> list[Campaign]:
     """Campaigns a server failure paused; only an explicit `send` continues them."""
-    return conn.execute(
-        "SELECT * FROM campaigns WHERE status = 'paused' ORDER BY coalesce(send_at, created_at), id"
+    rows = conn.execute(
+        "SELECT * FROM campaigns WHERE status = ? ORDER BY coalesce(send_at, created_at), id",
+        (CampaignStatus.PAUSED.value,),
     ).fetchall()
+    return [Campaign.from_row(row) for row in rows]
 
 
 # Leases: one run at a time per campaign.

@@ -2,6 +2,7 @@
 
 Each transition is `UPDATE … WHERE id = ? AND status = ?` and returns whether it happened,
 so a row that another run (or the web service, for contacts) changed is never overwritten.
+Every move is checked against mailer.states before it is written.
 """
 
 from __future__ import annotations
@@ -10,10 +11,18 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+from mailer.states import DeliveryStatus, delivery_sources
 from mailer.timeutil import to_db
 
-DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "deferred", "unknown", "skipped")
-OPEN_STATUSES = ("pending", "sending", "deferred")
+D = DeliveryStatus
+
+
+def _move(source: DeliveryStatus | str, target: DeliveryStatus) -> tuple[str, str]:
+    """(source, target) as stored values, when mailer.states allows the move."""
+    start = DeliveryStatus(source).value
+    if start not in delivery_sources(target):
+        raise ValueError(f"a delivery cannot move from {start} to {target.value}")
+    return start, target.value
 
 
 def insert_audience(
@@ -36,9 +45,9 @@ def insert_audience(
     cursor = conn.execute(
         "INSERT OR IGNORE INTO deliveries (campaign_id, contact_id, language, status, updated_at)"
         f" SELECT ?, c.id, CASE WHEN c.language IN ({marks}) THEN c.language ELSE ? END,"
-        f" 'pending', ? FROM contacts c WHERE c.status = 'subscribed' AND ({where})"
+        f" ?, ? FROM contacts c WHERE c.status = 'subscribed' AND ({where})"
         " ORDER BY c.id",
-        (campaign_id, *languages, default_language, to_db(now), *params),
+        (campaign_id, *languages, default_language, D.PENDING.value, to_db(now), *params),
     )
     return cursor.rowcount
 
@@ -64,7 +73,7 @@ def frozen_sample(conn: sqlite3.Connection, campaign_id: int, limit: int) -> lis
 
 
 def counts(conn: sqlite3.Connection, campaign_id: int) -> dict[str, int]:
-    out = dict.fromkeys(DELIVERY_STATUSES, 0)
+    out = {status.value: 0 for status in DeliveryStatus}
     rows = conn.execute(
         "SELECT status, count(*) FROM deliveries WHERE campaign_id = ? GROUP BY status",
         (campaign_id,),
@@ -100,7 +109,7 @@ def fetch_batch(
         f" AND d.campaign_id = ? AND d.id > ? AND (d.status IN ({marks})"
         " OR (d.status = 'deferred' AND d.next_attempt_at <= ?))"
         " AND (? IS NULL OR d.owner = ?) ORDER BY d.id LIMIT ?",
-        (campaign_id, after_id, *statuses, due, owner, owner, limit),
+        (campaign_id, after_id, *[D(s).value for s in statuses], due, owner, owner, limit),
     ).fetchall()
 
 
@@ -115,12 +124,13 @@ def claim(
     conn: sqlite3.Connection, delivery_id: int, expected: str, owner: str, now: datetime
 ) -> bool:
     """pending|deferred → sending, owned by this run; committed before the message goes out."""
+    source, target = _move(expected, D.SENDING)
     stamp = to_db(now)
     cursor = conn.execute(
-        "UPDATE deliveries SET status = 'sending', owner = ?, attempts = attempts + 1,"
+        "UPDATE deliveries SET status = ?, owner = ?, attempts = attempts + 1,"
         " first_attempt_at = coalesce(first_attempt_at, ?), updated_at = ?"
         " WHERE id = ? AND status = ?",
-        (owner, stamp, stamp, delivery_id, expected),
+        (target, owner, stamp, stamp, delivery_id, source),
     )
     return cursor.rowcount == 1
 
@@ -128,10 +138,11 @@ def claim(
 def skip(
     conn: sqlite3.Connection, delivery_id: int, expected: str, reason: str, now: datetime
 ) -> bool:
+    source, target = _move(expected, D.SKIPPED)
     cursor = conn.execute(
-        "UPDATE deliveries SET status = 'skipped', last_error = ?, updated_at = ?"
+        "UPDATE deliveries SET status = ?, last_error = ?, updated_at = ?"
         " WHERE id = ? AND status = ?",
-        (reason, to_db(now), delivery_id, expected),
+        (target, reason, to_db(now), delivery_id, source),
     )
     return cursor.rowcount == 1
 
@@ -143,11 +154,12 @@ def mark_sent(
     message_id: str,
     now: datetime,
 ) -> bool:
+    source, target = _move(D.SENDING, D.SENT)
     stamp = to_db(now)
     cursor = conn.execute(
-        "UPDATE deliveries SET status = 'sent', message_id = ?, last_error = NULL,"
-        " sent_at = ?, updated_at = ? WHERE id = ? AND status = 'sending' AND owner = ?",
-        (message_id, stamp, stamp, delivery_id, owner),
+        "UPDATE deliveries SET status = ?, message_id = ?, last_error = NULL,"
+        " sent_at = ?, updated_at = ? WHERE id = ? AND status = ? AND owner = ?",
+        (target, message_id, stamp, stamp, delivery_id, source, owner),
     )
     return cursor.rowcount == 1
 
@@ -156,7 +168,7 @@ def mark_outcome(
     conn: sqlite3.Connection,
     delivery_id: int,
     owner: str,
-    status: str,
+    status: DeliveryStatus,
     detail: str,
     now: datetime,
     *,
@@ -164,17 +176,19 @@ def mark_outcome(
     message_id: str | None = None,
 ) -> bool:
     """sending → failed | deferred | unknown, with the server's words."""
+    source, target = _move(D.SENDING, status)
     cursor = conn.execute(
         "UPDATE deliveries SET status = ?, last_error = ?, next_attempt_at = ?,"
         " message_id = coalesce(?, message_id), updated_at = ?"
-        " WHERE id = ? AND status = 'sending' AND owner = ?",
+        " WHERE id = ? AND status = ? AND owner = ?",
         (
-            status,
+            target,
             detail,
             to_db(next_attempt_at) if next_attempt_at else None,
             message_id,
             to_db(now),
             delivery_id,
+            source,
             owner,
         ),
     )
@@ -194,20 +208,21 @@ def mark_stale_unknown(
     conn: sqlite3.Connection, delivery_id: int, reason: str, now: datetime
 ) -> bool:
     """sending → unknown for a row whose run died: the server may hold the message."""
+    source, target = _move(D.SENDING, D.UNKNOWN)
     cursor = conn.execute(
-        "UPDATE deliveries SET status = 'unknown', last_error = ?, updated_at = ?"
-        " WHERE id = ? AND status = 'sending'",
-        (reason, to_db(now), delivery_id),
+        "UPDATE deliveries SET status = ?, last_error = ?, updated_at = ?"
+        " WHERE id = ? AND status = ?",
+        (target, reason, to_db(now), delivery_id, source),
     )
     return cursor.rowcount == 1
 
 
 def requeue_unknown(conn: sqlite3.Connection, campaign_id: int, now: datetime) -> int:
     """unknown → pending, on the operator's explicit request (--resend-unknown)."""
+    source, target = _move(D.UNKNOWN, D.PENDING)
     cursor = conn.execute(
-        "UPDATE deliveries SET status = 'pending', updated_at = ?"
-        " WHERE campaign_id = ? AND status = 'unknown'",
-        (to_db(now), campaign_id),
+        "UPDATE deliveries SET status = ?, updated_at = ? WHERE campaign_id = ? AND status = ?",
+        (target, to_db(now), campaign_id, source),
     )
     return cursor.rowcount
 

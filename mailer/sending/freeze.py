@@ -1,0 +1,51 @@
+"""The freeze: a campaign's rendered content and its audience, written once before sending.
+
+From the freeze on, a send works from stored state only: the variants as rendered then and
+one `pending` delivery per recipient who was subscribed and in the segment then.
+"""
+
+from __future__ import annotations
+
+from mailer.config import Config
+from mailer.sending.campaigns import check_messages, find_campaign
+from mailer.sending.content import Clock, Content
+from mailer.store import Store
+from mailer.store import campaigns as q_campaigns
+from mailer.store import deliveries as q_deliveries
+from mailer.timeutil import now_utc
+
+ALREADY_FROZEN = -1
+
+
+def freeze_campaign(
+    store: Store, config: Config, name: str, *, content: Content, clock: Clock = now_utc
+) -> int:
+    """Write the rendered variants and one pending row per recipient, in one transaction.
+
+    Returns the number of recipients, or -1 (ALREADY_FROZEN) when the campaign was frozen.
+    """
+    row = find_campaign(store.conn, name)
+    if row.frozen_at:
+        return ALREADY_FROZEN
+    variants = content.render(config, row.definition)
+    check_messages(
+        config, variants, content, where=f"campaign {row.name} ({row.source_path})", now=clock()
+    )
+    languages = sorted(variants)
+    default = content.fallback_language(config, row.definition, languages)
+    now = clock()
+    with store.transaction() as conn:
+        if not q_campaigns.mark_frozen(conn, row.id, now):
+            return ALREADY_FROZEN
+        where, params = content.audience(conn, config, row.segment)
+        for language in languages:
+            q_campaigns.insert_variant(conn, row.id, language, variants[language])
+        return q_deliveries.insert_audience(
+            conn,
+            row.id,
+            where=where,
+            params=params,
+            languages=languages,
+            default_language=default,
+            now=now,
+        )
