@@ -18,10 +18,6 @@ from tests.smtp_sink import SmtpSink
 SECRET = "test-secret-not-for-production"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: takes seconds on purpose (e.g. waits out a timeout)")
-
-
 @dataclass
 class Result:
     exit_code: int

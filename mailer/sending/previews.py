@@ -63,7 +63,7 @@ def dry_run(
     content: Content | None = None,
 ) -> SampleReport:
     """Write the real messages of a sample of the audience as .eml files; record nothing."""
-    from mailer.newsletter.render import make_out_dir
+    from mailer.newsletter.preview import make_out_dir
 
     content = content or NewsletterContent()
     row = find_campaign(store.conn, name)
