@@ -37,7 +37,8 @@ TOKEN_MASK = "***"
 # Routes whose second path segment is a token: unsubscribe, preferences, confirm, link.
 TOKEN_ROUTES = frozenset({"u", "p", "confirm", "l"})
 _TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{16,}")  # base64url, long enough to be a secret
-_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)+")  # lower-case words joined by hyphens
+# An archive name: lower-case words or numbers joined by hyphens (a UUID's mixed parts are not)
+_SLUG = re.compile(r"(?:[a-z]+|[0-9]+)(?:-(?:[a-z]+|[0-9]+))+")
 
 
 class BodyTooLarge(Exception):

@@ -28,7 +28,7 @@ from mailer.i18n import text
 from mailer.store import Store
 from mailer.timeutil import now_utc
 from mailer.tokens import verify_token
-from mailer.web.pages import BodyTooLarge, Form, PageRoute
+from mailer.web.pages import BodyTooLarge, Form, PageRoute, page_headers
 from mailer.web.site import Site
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
@@ -49,7 +49,7 @@ class _Found:
 def routes(site: Site) -> list[BaseRoute]:
     """The /u/ routes, each answering with the strict page headers."""
     area = _Unsubscribe(site)
-    headers = site.default_headers
+    headers = page_headers(site.pages.css)  # no scripts, no framing, no cache, no indexing
     return [
         PageRoute("/u/{token}", {"GET": area.get_page, "POST": area.post_page}, headers=headers),
         PageRoute("/u/{token}/resubscribe", {"POST": area.post_resubscribe}, headers=headers),
