@@ -53,6 +53,7 @@ def populate(db: Path, contacts: int, deliveries: int) -> tuple[int, list[int], 
             " VALUES ('bench', 'bench.toml', '{\"subject\": \"Bench\"}', 'all', 'sending', ?)",
             (to_db(now),),
         ).lastrowid
+        assert campaign is not None
         ids = []
         for i in range(contacts + deliveries):
             email = f"reader{i}@example.com"

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import secrets
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from importlib import resources
 
 import pytest
 from typer.testing import CliRunner
@@ -13,6 +18,7 @@ from mailer.cli import app
 from mailer.tokens import make_token
 from tests.conftest import SECRET, Workspace
 from tests.web_helpers import (
+    Client,
     Server,
     add_contact,
     contact_events,
@@ -331,3 +337,240 @@ def test_pages_are_well_formed_html(server, campaign, person):
     for body in pages:
         html5lib.HTMLParser(strict=True).parse(body)  # raises on any parse error
         assert body.count("<h1>") == 1
+
+
+# -- headers per route, the shared answers, the body cap, a locked store --------------------
+
+HEADER_NAMES = (
+    "content-security-policy",
+    "referrer-policy",
+    "x-robots-tag",
+    "x-content-type-options",
+    "x-frame-options",
+    "cache-control",
+)
+
+
+def style_hash() -> str:
+    css = (resources.files("mailer.web") / "templates" / "style.css").read_text("utf-8").strip()
+    return base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+
+
+def unsubscribe_headers() -> dict[str, str]:
+    """What the /u/ pages answered with before routes declared their own sets."""
+    return {
+        "content-security-policy": (
+            f"default-src 'none'; style-src 'sha256-{style_hash()}'; form-action 'self'; "
+            "base-uri 'none'; frame-ancestors 'none'"
+        ),
+        "referrer-policy": "no-referrer",
+        "x-robots-tag": "noindex, nofollow",
+        "x-content-type-options": "nosniff",
+        "x-frame-options": "DENY",
+        "cache-control": "no-store",
+    }
+
+
+HEALTH_HEADERS = {
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+    "x-robots-tag": "noindex, nofollow",
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+}
+
+
+def declared(reply) -> dict[str, str]:
+    return {name: reply.headers[name] for name in HEADER_NAMES if name in reply.headers}
+
+
+def test_each_route_answers_with_the_header_set_it_declares(server, campaign, person):
+    t = token(campaign, person)
+    strict = unsubscribe_headers()
+    for reply in (
+        server.request("GET", f"/u/{t}"),
+        server.request("HEAD", f"/u/{t}"),
+        server.request("POST", f"/u/{t}", b"", {"Content-Type": "text/plain"}),  # 400
+        server.request("PUT", f"/u/{t}"),  # 405
+        server.request("GET", "/u/not-a-token"),  # 404 from the handler
+        server.request("GET", f"/u/{t}/resubscribe"),  # 405
+        server.request("GET", "/nothing-here"),  # no route: the default set
+    ):
+        assert declared(reply) == strict, reply.status
+    for reply in (server.request("GET", "/healthz"), server.request("POST", "/healthz")):
+        assert declared(reply) == HEALTH_HEADERS, reply.status
+        assert reply.headers["content-type"].startswith("text/plain")
+
+
+def test_a_route_list_can_declare_a_set_of_its_own(ws):
+    """What the archive will need: its own policy, and no noindex."""
+    import threading
+
+    import uvicorn
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse
+
+    from mailer.capture import free_port
+    from mailer.web import unsubscribe
+    from mailer.web.app import compose
+    from mailer.web.pages import PageRoute
+    from mailer.web.site import Site
+
+    archive_headers = {
+        "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'self'",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "public, max-age=300",
+    }
+
+    async def issue(request: Request) -> HTMLResponse:
+        return HTMLResponse(f"<p>{request.path_params['name']}</p>")
+
+    site = Site.open(ws.config())
+    app = compose(
+        site,
+        [
+            unsubscribe.routes(site),
+            [PageRoute("/archive/{name}", {"GET": issue}, headers=archive_headers)],
+        ],
+    )
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if uv.started or not thread.is_alive():
+                break
+            threading.Event().wait(0.02)
+        assert uv.started
+        srv = Client(port)
+        expected = {k.lower(): v for k, v in archive_headers.items()}
+        for reply in (
+            srv.request("GET", "/archive/2026-11"),
+            srv.request("POST", "/archive/2026-11"),  # 405 keeps the route's set
+        ):
+            assert declared(reply) == expected, reply.status
+            assert "x-robots-tag" not in reply.headers
+        assert srv.request("POST", "/archive/2026-11").headers["allow"] == "GET, HEAD"
+        assert declared(srv.request("GET", "/u/not-a-token")) == unsubscribe_headers()
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=15)
+
+
+def test_a_wrong_method_gets_405_with_allow_and_changes_nothing(ws, server, campaign, person):
+    t = token(campaign, person)
+    for method, path, allow in (
+        ("PUT", f"/u/{t}", "GET, HEAD, POST"),
+        ("DELETE", f"/u/{t}", "GET, HEAD, POST"),
+        ("GET", f"/u/{t}/resubscribe", "POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+    ):
+        reply = server.request(method, path, b"List-Unsubscribe=One-Click")
+        assert (reply.status, reply.headers["allow"]) == (405, allow), (method, path)
+    assert state(ws, person) == ("subscribed", [])
+
+
+def test_no_redirects_a_trailing_slash_is_a_bad_path(server, campaign, person):
+    t = token(campaign, person)
+    not_found = server.request("GET", "/u/not-a-token")
+    for path in (f"/u/{t}/", "/healthz/"):
+        reply = server.request("GET", path)
+        assert reply.status == 404 and "location" not in reply.headers
+        assert reply.body == not_found.body
+
+
+def padded_one_click(size: int) -> bytes:
+    body = b"List-Unsubscribe=One-Click&pad="
+    return body + b"x" * (size - len(body))
+
+
+def chunks(body: bytes, size: int = 4096) -> Iterator[bytes]:
+    for i in range(0, len(body), size):
+        yield body[i : i + size]
+
+
+def test_bodies_over_64_kib_get_413_even_when_chunked(ws, server, campaign):
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with ws.store() as store:
+        a, b, c, d = (add_contact(store, f"iso.{uuid.uuid4().hex[:8]}@example.com") for _ in "abcd")
+    # at the cap is fine; one byte more is not, whether its length is declared or not
+    assert (
+        server.request("POST", f"/u/{token(campaign, a)}", padded_one_click(65536), form).status
+        == 200
+    )
+    too_big = padded_one_click(65537)
+    reply = server.request("POST", f"/u/{token(campaign, b)}", too_big, form)
+    assert reply.status == 413
+    assert declared(reply) == unsubscribe_headers()
+    assert "Pyyntö on liian suuri" in reply.body
+    reply = server.request("POST", f"/u/{token(campaign, c)}", chunks(too_big), form)
+    assert reply.status == 413
+    assert (
+        server.request("POST", f"/u/{token(campaign, c)}/resubscribe", chunks(too_big), form).status
+        == 413
+    )
+    # a small chunked one-click body still works
+    reply = server.request(
+        "POST", f"/u/{token(campaign, d)}", chunks(padded_one_click(100), 7), form
+    )
+    assert reply.status == 200
+    assert [state(ws, x)[0] for x in (a, b, c, d)] == [
+        "unsubscribed",
+        "subscribed",
+        "subscribed",
+        "unsubscribed",
+    ]
+
+
+def test_the_access_log_masks_every_token_route(server, campaign, person):
+    t = token(campaign, person)
+    future = secrets.token_urlsafe(32)  # a token of a kind that comes later
+    for prefix in ("u", "p", "confirm", "l"):
+        for tok in (t, future, "short"):
+            server.request("GET", f"/{prefix}/{tok}")
+            server.request("GET", f"/{prefix}/{tok}/more")
+    # a token where no route expects one, and an address, are masked too
+    server.request("GET", f"/x/{t}/y")
+    server.request("GET", f"/{future}")
+    server.request("GET", "/x/maija@example.com")
+    server.request("GET", f"/x/{uuid.uuid4()}")
+    server.request("GET", "/archive/2026-11-marraskuun-uutiset")  # a name, not a token
+    log = server.log_with('"GET /archive/2026-11-marraskuun-uutiset" 404')
+    for prefix in ("u", "p", "confirm", "l"):
+        assert f'"GET /{prefix}/***" 404' in log, prefix
+        assert f'"GET /{prefix}/***/more" 404' in log, prefix
+    assert '"GET /x/***/y" 404' in log and '"GET /***" 404' in log
+    assert log.count('"GET /x/***" 404') == 2  # the address and the UUID
+    assert '"GET /archive/2026-11-marraskuun-uutiset" 404' in log
+    for secret_text in (t, t[:16], future, future[:16], "short", "maija", "@"):
+        assert secret_text not in log, secret_text
+
+
+def test_a_locked_store_answers_503_and_changes_nothing(ws, server, campaign, person):
+    """A write that waits out the busy timeout gets 503 and a one-line log, no traceback."""
+    t = token(campaign, person)
+    lock = sqlite3.connect(ws.path / "mailer.db", isolation_level=None, timeout=0)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        assert server.request("GET", f"/u/{t}").status == 200  # reading still works
+        reply = server.request(
+            "POST",
+            f"/u/{t}",
+            b"List-Unsubscribe=One-Click",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=60,
+        )
+        assert reply.status == 503
+        assert reply.headers["retry-after"].isdigit()
+        assert declared(reply) == unsubscribe_headers()
+        assert "Palvelu on hetken varattu" in reply.body
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert state(ws, person) == ("subscribed", [])
+    log = server.log_with('"POST /u/***" 503')
+    assert '"POST /u/***" 503' in log and "database is locked" in log
+    assert "Traceback" not in log
+    assert server.one_click(t).status == 200
+    assert state(ws, person)[0] == "unsubscribed"

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,46 +60,21 @@ class Reply:
 
 
 @dataclass
-class Server:
-    """`python -m mailer serve` as a real subprocess on a free loopback port."""
+class Client:
+    """Raw HTTP to a server on a loopback port."""
 
-    process: subprocess.Popen
     port: int
-    log_path: Path
-
-    @classmethod
-    def start(cls, workspace_path: Path, env: dict[str, str], timeout: float = 20) -> Server:
-        port = free_port()
-        log_path = workspace_path / f"serve-{port}.log"
-        full_env = dict(os.environ)
-        full_env.update(env)
-        log = log_path.open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mailer", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=workspace_path,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        log.close()
-        server = cls(process, port, log_path)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"mailer serve exited: {log_path.read_text()}")
-            try:
-                if server.request("GET", "/healthz").status == 200:
-                    return server
-            except OSError:
-                time.sleep(0.05)
-        server.stop()
-        raise RuntimeError("mailer serve did not answer /healthz")
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | Iterable[bytes] | None = None,
+        headers: dict | None = None,
+        timeout: float = 10,
     ) -> Reply:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        """Send one request; an iterable body goes out chunked (no Content-Length)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()
@@ -125,6 +101,52 @@ class Server:
             urlencode(fields).encode(),
             {"Content-Type": "application/x-www-form-urlencoded"},
         )
+
+
+@dataclass
+class Server(Client):
+    """`python -m mailer serve` as a real subprocess on a free loopback port."""
+
+    process: subprocess.Popen
+    log_path: Path
+
+    @classmethod
+    def start(cls, workspace_path: Path, env: dict[str, str], timeout: float = 20) -> Server:
+        port = free_port()
+        log_path = workspace_path / f"serve-{port}.log"
+        full_env = dict(os.environ)
+        full_env.update(env)
+        log = log_path.open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailer", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workspace_path,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        log.close()
+        server = cls(port=port, process=process, log_path=log_path)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"mailer serve exited: {log_path.read_text()}")
+            try:
+                if server.request("GET", "/healthz").status == 200:
+                    return server
+            except OSError:
+                time.sleep(0.05)
+        server.stop()
+        raise RuntimeError("mailer serve did not answer /healthz")
+
+    def log_with(self, line: str, timeout: float = 10) -> str:
+        """Return the server's stderr so far, once it holds `line` (the log trails the reply)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log_path.read_text(encoding="utf-8")
+            if line in log or time.monotonic() > deadline:
+                return log
+            time.sleep(0.02)
 
     def stop(self) -> tuple[int, str]:
         """SIGTERM the server; return its exit code and its stderr."""
