@@ -15,7 +15,7 @@ from datetime import datetime, tzinfo
 from mailer.errors import InputError, NotFoundError
 from mailer.i18n import LANGUAGES
 from mailer.store import Store
-from mailer.store import unsubscribes as q
+from mailer.store import subscriptions as q
 from mailer.timeutil import from_db
 
 SOURCES = q.SOURCES

@@ -1,4 +1,4 @@
-"""Named queries of the unsubscribe service: events, and what the pages need to show."""
+"""Named queries of contact status: the events, the compare-and-set, what the pages show."""
 
 from __future__ import annotations
 
