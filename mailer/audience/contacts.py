@@ -17,6 +17,8 @@ from mailer.audience.addresses import (
     secret_id,
     suppression_hash,
 )
+from mailer.audience.languages import parse_language
+from mailer.audience.suppressions import is_forgotten
 from mailer.errors import ConflictError, InputError, NotFoundError
 
 if TYPE_CHECKING:
@@ -63,45 +65,13 @@ def _view(row: sqlite3.Row, lists: list[str]) -> ContactView:
     )
 
 
-def _check_language(language: str | None, config: Config) -> str | None:
-    from mailer.audience.importer import parse_language
-
+def _check_language(language: str | None) -> str | None:
     if language is None:
         return None
     try:
         return parse_language(language)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-
-
-def suppression_secrets(
-    conn: sqlite3.Connection, config: Config, secrets: Sequence[bytes] | None = None
-) -> list[bytes]:
-    """The secrets that recognise forgotten addresses; refuse when one of them is gone.
-
-    A forgotten address is kept as an HMAC keyed with the web secret. Were that secret
-    dropped from the configuration, the person could be imported again unnoticed, so a
-    stored fingerprint without its secret is a configuration error.
-    """
-    from mailer.errors import ConfigError
-    from mailer.store import contacts as q
-
-    secrets = list(secrets) if secrets is not None else config.secrets()
-    missing = q.suppression_key_ids(conn) - {secret_id(s) for s in secrets}
-    if missing:
-        raise ConfigError(
-            "forgotten addresses were hashed with a secret that is no longer configured;"
-            " put the old secret back into web.previous_secrets",
-            where=str(config.path),
-        )
-    return secrets
-
-
-def _is_forgotten(conn: sqlite3.Connection, config: Config, key: str) -> bool:
-    from mailer.store import contacts as q
-
-    secrets = suppression_secrets(conn, config)
-    return q.is_suppressed(conn, [suppression_hash(s, key) for s in secrets])
 
 
 def _find(conn: sqlite3.Connection, email: str) -> sqlite3.Row:
@@ -146,12 +116,12 @@ def add_contact(
     address = parse_address(email)
     name = clean_line(name) or address.display_name
     organization = clean_line(organization)
-    lang = _check_language(language, config)
+    lang = _check_language(language)
     refs = [parse_list_ref(text, config.list_kinds) for text in lists]
     with store.transaction() as conn:
         row = q.get_contact_by_key(conn, address.key)
         if row is None:
-            if _is_forgotten(conn, config, address.key):
+            if is_forgotten(conn, config, address.key):
                 raise ConflictError(f"{address.email} was forgotten and cannot be added again")
             contact_id = q.insert_contact(
                 conn,

@@ -28,8 +28,10 @@ from mailer.audience.addresses import (
     parse_address,
     suppression_hash,
 )
+from mailer.audience.languages import EXACT_CELLS as EXACT_LANGUAGE_CELLS
+from mailer.audience.languages import parse_language
 from mailer.audience.lists import ListRef, parse_list_ref, slugify
-from mailer.config import LANGUAGES
+from mailer.audience.suppressions import suppression_secrets
 from mailer.errors import AddressError, FileInputError, InputError, MailerError
 from mailer.store.contacts import CONTACT_STATUSES
 
@@ -61,27 +63,6 @@ _KIND_ALIASES: dict[str, tuple[str, ...]] = {
     "cluster": ("klusteri", "klusterit", "kluster", "klustrar", "cluster", "clusters"),
     "municipality": ("kunta", "kunnat", "kommun", "kommuner", "municipality", "municipalities"),
     "company": ("yritys", "yritykset", "företag", "company", "companies"),
-}
-_LANGUAGE_ALIASES = {
-    "suomi": "fi",
-    "finnish": "fi",
-    "fin": "fi",
-    "english": "en",
-    "englanti": "en",
-    "eng": "en",
-    "svenska": "sv",
-    "ruotsi": "sv",
-    "swedish": "sv",
-    "swe": "sv",
-    "sámi": "se",
-    "sami": "se",
-    "saame": "se",
-    "davvisámegiella": "se",
-    "sme": "se",
-}
-_LANGUAGE_CELLS = {
-    **{lang: lang for lang in LANGUAGES},
-    **{lang.upper(): lang for lang in LANGUAGES},
 }
 _json_encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 _json_string = json.encoder.encode_basestring  # C implementation: one string, quoted
@@ -338,18 +319,6 @@ class _Invalid(Exception):
         self.reason = reason
 
 
-def parse_language(text: str) -> str | None:
-    """Return fi/en/sv/se for `text` ('' → None); raise ValueError when unknown."""
-    value = text.strip().lower()
-    if not value:
-        return None
-    if value in LANGUAGES:
-        return value
-    if value in _LANGUAGE_ALIASES:
-        return _LANGUAGE_ALIASES[value]
-    raise ValueError(f"language {text.strip()!r} is not one of {', '.join(LANGUAGES)}")
-
-
 def _parse_row(
     number: int,
     record: list[str],
@@ -379,7 +348,7 @@ def _parse_row(
     index = fields.get("language")
     language = None
     if index is not None and cells[index]:
-        language = _LANGUAGE_CELLS.get(cells[index])
+        language = EXACT_LANGUAGE_CELLS.get(cells[index])
         if language is None:
             try:
                 language = parse_language(cells[index])
@@ -535,8 +504,6 @@ def _plan_and_apply(
     existing = q.all_contacts_by_key(conn)
     suppressed = q.suppression_hashes(conn)
     if suppressed:  # the secrets are needed only to recognise forgotten addresses
-        from mailer.audience.contacts import suppression_secrets
-
         secrets = suppression_secrets(conn, config, secrets)
     list_ids = q.all_list_ids(conn)
     known_ids = [int(existing[k]["id"]) for k in parsed if k in existing]
