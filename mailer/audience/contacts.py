@@ -1,4 +1,4 @@
-"""Contacts: add, list, show, export, unsubscribe, resubscribe and forget."""
+"""Contacts: add, list, show, export, unsubscribe, resubscribe, unbounce and forget."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
+from mailer.audience import subscriptions
 from mailer.audience.addresses import (
     ascii_form,
     clean_line,
@@ -18,6 +19,7 @@ from mailer.audience.addresses import (
     suppression_hash,
 )
 from mailer.audience.languages import parse_language
+from mailer.audience.subscriptions import Event, StatusChange, last_event
 from mailer.audience.suppressions import is_forgotten
 from mailer.errors import ConflictError, InputError, NotFoundError
 
@@ -38,7 +40,7 @@ class ContactView:
     status: str
     lists: list[str] = field(default_factory=list)  # sorted KIND:SLUG
     attributes: dict[str, Any] = field(default_factory=dict)
-    last_change: Any = None  # subscriptions.Event: the latest (un)subscribe, for `show`
+    last_change: Event | None = None  # the latest status event, for `show`
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -190,7 +192,6 @@ def list_contacts(store: Store, config: Config, segment: str | None = None) -> l
 
 def show_contact(store: Store, email: str) -> ContactView:
     """One contact by address (in any case or Unicode form)."""
-    from mailer.audience.subscriptions import last_event
     from mailer.store import contacts as q
 
     row = _find(store.conn, email)
@@ -259,14 +260,6 @@ def _attribute_cell(value: Any) -> str:
 # --- status changes and forgetting --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StatusChange:
-    email: str
-    old: str
-    new: str
-    changed: bool
-
-
 def unsubscribe(
     store: Store,
     email: str,
@@ -276,7 +269,11 @@ def unsubscribe(
     campaign_id: int | None = None,
 ) -> StatusChange:
     """Mark a contact unsubscribed and record the event (no change when it already is)."""
-    return _change_status(store, email, "unsubscribe", now, source, campaign_id)
+    row = _find(store.conn, email)
+    with store.transaction() as conn:
+        return subscriptions.change_status(
+            conn, int(row["id"]), "unsubscribed", source=source, now=now, campaign_id=campaign_id
+        )
 
 
 def resubscribe(
@@ -286,28 +283,42 @@ def resubscribe(
     now: datetime,
     source: str = "cli",
     campaign_id: int | None = None,
+    force: bool = False,
 ) -> StatusChange:
-    """Subscribe an unsubscribed contact again and record the event (a bounce stays)."""
-    return _change_status(store, email, "resubscribe", now, source, campaign_id)
+    """Subscribe an unsubscribed contact again and record the event (a bounce stays).
 
-
-def _change_status(
-    store: Store,
-    email: str,
-    action: str,
-    now: datetime,
-    source: str,
-    campaign_id: int | None,
-) -> StatusChange:
-    # One implementation of status changes for every interface: mailer.audience.subscriptions.
-    from mailer.audience import subscriptions as unsubscribes
-
+    A person's own unsubscribe (a link, the preferences page, a complaint) is overridden
+    only with `force`, and the event says so.
+    """
     row = _find(store.conn, email)
-    change = unsubscribes.unsubscribe if action == "unsubscribe" else unsubscribes.resubscribe
-    report = change(store, int(row["id"]), campaign_id, source, now)
-    if action == "resubscribe" and report.refused:
-        raise ConflictError(f"{row['email']} is {report.status}; it cannot be resubscribed")
-    return StatusChange(row["email"], row["status"], report.status, report.changed)
+    with store.transaction() as conn:
+        change = subscriptions.change_status(
+            conn,
+            int(row["id"]),
+            "subscribed",
+            source=source,
+            now=now,
+            campaign_id=campaign_id,
+            force=force,
+            only_from="unsubscribed",
+        )
+    if change.refused == "bounced":
+        raise ConflictError(
+            f"{change.email} is bounced; it cannot be resubscribed"
+            " (`mailer contacts unbounce` subscribes it again)"
+        )
+    if change.refused:
+        raise ConflictError(f"{change.email} is {change.refused}")
+    return change
+
+
+def unbounce(store: Store, email: str, *, now: datetime) -> StatusChange:
+    """Subscribe a bounced contact again; refused when an unsubscribe or complaint is on record."""
+    row = _find(store.conn, email)
+    change = subscriptions.unbounce(store, int(row["id"]), now)
+    if change.refused:
+        raise ConflictError(f"{change.email} is {change.refused}; it stays as it is")
+    return change
 
 
 @dataclass(frozen=True)
