@@ -31,9 +31,12 @@ from mailer.audience.addresses import (
 from mailer.audience.languages import EXACT_CELLS as EXACT_LANGUAGE_CELLS
 from mailer.audience.languages import parse_language
 from mailer.audience.lists import ListRef, parse_list_ref, slugify
+from mailer.audience.subscriptions import SUBSCRIBED, change_status, move_refusal
 from mailer.audience.suppressions import suppression_secrets
 from mailer.errors import AddressError, FileInputError, InputError, MailerError
-from mailer.store.contacts import CONTACT_STATUSES
+from mailer.states import ContactStatus
+from mailer.store import contacts as q
+from mailer.timeutil import to_db
 
 if TYPE_CHECKING:
     from mailer.config import Config
@@ -81,6 +84,7 @@ def _to_json(attributes: dict[str, Any]) -> str:
     return _json_encode(attributes)
 
 
+_STATUSES = tuple(status.value for status in ContactStatus)
 _SEP_LINE = re.compile(r'"?sep=([,;\t|])"?[,;\t]*\r?\n')
 _BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _HEADER_NOISE = re.compile(r"[\s\-_.]+")
@@ -346,33 +350,10 @@ def _parse_row(
             raw_email, exc.reason if isinstance(exc, InvalidAddress) else exc.message
         ) from None
     index = fields.get("language")
-    language = None
-    if index is not None and cells[index]:
-        language = EXACT_LANGUAGE_CELLS.get(cells[index])
-        if language is None:
-            try:
-                language = parse_language(cells[index])
-            except ValueError as exc:
-                raise _Invalid(address.email, str(exc)) from None
+    language = _language_cell(cells[index], address.email) if index is not None else None
     index = fields.get("status")
-    status = cells[index].lower() or None if index is not None else None
-    if status is not None and status not in CONTACT_STATUSES:
-        raise _Invalid(
-            address.email, f"status {status!r} is not one of {', '.join(CONTACT_STATUSES)}"
-        )
-    lists: dict[tuple[str, str], str] = {}
-    for index, kind in columns.kinds.items():
-        text = cells[index]
-        if not text:
-            continue
-        for part in text.split("|"):
-            display = part.strip()
-            if not display:
-                continue
-            slug = slugify(display)
-            if not slug:
-                raise _Invalid(address.email, f"list name {display!r} has no letters or digits")
-            lists.setdefault((kind, slug), display)
+    status = _status_cell(cells[index], address.email) if index is not None else None
+    lists = _list_cells(cells, columns.kinds, address.email)
     for ref in extra_lists:
         lists.setdefault((ref.kind, ref.slug), ref.name)
     attributes = {key: cells[i] for i, key in columns.attributes.items() if cells[i]}
@@ -391,6 +372,45 @@ def _parse_row(
         lists,
         attributes,
     )
+
+
+def _language_cell(cell: str, email: str) -> str | None:
+    if not cell:
+        return None
+    language = EXACT_LANGUAGE_CELLS.get(cell)
+    if language is not None:
+        return language
+    try:
+        return parse_language(cell)
+    except ValueError as exc:
+        raise _Invalid(email, str(exc)) from None
+
+
+def _status_cell(cell: str, email: str) -> str | None:
+    status = cell.lower()
+    if not status:
+        return None
+    if status not in _STATUSES:
+        raise _Invalid(email, f"status {status!r} is not one of {', '.join(_STATUSES)}")
+    return status
+
+
+def _list_cells(cells: list[str], kinds: dict[int, str], email: str) -> dict[tuple[str, str], str]:
+    """The lists a row's cells name: (kind, slug) -> display name."""
+    lists: dict[tuple[str, str], str] = {}
+    for index, kind in kinds.items():
+        text = cells[index]
+        if not text:
+            continue
+        for part in text.split("|"):
+            display = part.strip()
+            if not display:
+                continue
+            slug = slugify(display)
+            if not slug:
+                raise _Invalid(email, f"list name {display!r} has no letters or digits")
+            lists.setdefault((kind, slug), display)
+    return lists
 
 
 # --- the import ---------------------------------------------------------------------------
@@ -497,130 +517,150 @@ def _plan_and_apply(
     now: datetime,
     dry_run: bool,
 ) -> None:
-    from mailer.store import contacts as q
-    from mailer.timeutil import to_db
-
     q.use_bulk_cache(conn)
-    existing = q.all_contacts_by_key(conn)
-    suppressed = q.suppression_hashes(conn)
-    if suppressed:  # the secrets are needed only to recognise forgotten addresses
-        secrets = suppression_secrets(conn, config, secrets)
-    list_ids = q.all_list_ids(conn)
-    known_ids = [int(existing[k]["id"]) for k in parsed if k in existing]
-    current = q.memberships_of(conn, known_ids)
-    ref_of = {list_id: ref for ref, list_id in list_ids.items()}
-
-    stamp = to_db(now)
-    default_language = config.defaults.language
-    consent = f"import:{path.name}"
-    next_id = q.next_contact_id(conn)
-    inserts: list[tuple[Any, ...]] = []
-    updates: list[tuple[Any, ...]] = []
-    transitions: list[tuple[int, str, str]] = []
-    events: list[tuple[int, str, str]] = []
-    wanted: list[tuple[tuple[str, str], int]] = []  # ((kind, slug), contact_id)
-    new_lists: dict[tuple[str, str], str] = {}
-
+    plan = _Plan(conn, config, path, report, now)
+    if plan.suppressed:  # the secrets are needed only to recognise forgotten addresses
+        plan.secrets = suppression_secrets(conn, config, secrets)
+    known_ids = [int(plan.existing[k]["id"]) for k in parsed if k in plan.existing]
+    plan.current = q.memberships_of(conn, known_ids)
     for key, row in parsed.items():
-        old = existing.get(key)
+        old = plan.existing.get(key)
         if old is None:
-            if (
-                suppressed
-                and secrets
-                and any(suppression_hash(s, key) in suppressed for s in secrets)
-            ):
-                report.suppressed += 1
-                report.problems.append(
-                    RowProblem(row.number, "suppressed", row.email, "forgotten address")
-                )
-                continue
-            contact_id = next_id
-            next_id += 1
-            inserts.append(
-                (
-                    contact_id,
-                    row.email,
-                    row.email_ascii,
-                    key,
-                    row.name,
-                    row.organization,
-                    row.language or default_language,
-                    row.status or "subscribed",
-                    _to_json(row.attributes) if row.attributes else "{}",
-                    consent,
-                    stamp,
-                    stamp,
-                    stamp,
-                )
-            )
-            report.added += 1
-            for ref, display in row.lists.items():
-                if ref not in list_ids:
-                    new_lists.setdefault(ref, display)
-                wanted.append((ref, contact_id))
-            continue
+            plan.new_contact(key, row)
+        else:
+            plan.known_contact(row, old)
+    report.lists_created = sorted(f"{kind}:{slug}" for kind, slug in plan.new_lists)
+    if not dry_run:
+        plan.apply(conn, now)
+        report.written = True
 
+
+class _Plan:
+    """What an import will write, gathered row by row before anything is written."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        config: Config,
+        path: Path,
+        report: ImportReport,
+        now: datetime,
+    ) -> None:
+        self.report = report
+        self.path = path
+        self.existing = q.all_contacts_by_key(conn)
+        self.suppressed = q.suppression_hashes(conn)
+        self.secrets: Sequence[bytes] = ()
+        self.list_ids = q.all_list_ids(conn)
+        self.ref_of = {list_id: ref for ref, list_id in self.list_ids.items()}
+        self.current: dict[int, set[int]] = {}
+        self.stamp = to_db(now)
+        self.default_language = config.defaults.language
+        self.consent = f"import:{path.name}"
+        self.next_id = q.next_contact_id(conn)
+        self.inserts: list[tuple[Any, ...]] = []
+        self.updates: list[tuple[Any, ...]] = []
+        self.moves: list[tuple[int, str, int]] = []  # (contact_id, new status, row number)
+        self.wanted: list[tuple[tuple[str, str], int]] = []  # ((kind, slug), contact_id)
+        self.new_lists: dict[tuple[str, str], str] = {}
+
+    def _problem(self, row: _Row, reason: str) -> None:
+        self.report.suppressed += 1
+        self.report.problems.append(RowProblem(row.number, "suppressed", row.email, reason))
+
+    def _want(self, refs: Iterable[tuple[str, str]], row: _Row, contact_id: int) -> None:
+        for ref in refs:
+            if ref not in self.list_ids:
+                self.new_lists.setdefault(ref, row.lists[ref])
+            self.wanted.append((ref, contact_id))
+
+    def new_contact(self, key: str, row: _Row) -> None:
+        if (
+            self.suppressed
+            and self.secrets
+            and any(suppression_hash(s, key) in self.suppressed for s in self.secrets)
+        ):
+            self._problem(row, "forgotten address")
+            return
+        contact_id = self.next_id
+        self.next_id += 1
+        # A new contact starts subscribed; another status in the sheet is its first move.
+        self.inserts.append(
+            (
+                contact_id,
+                row.email,
+                row.email_ascii,
+                key,
+                row.name,
+                row.organization,
+                row.language or self.default_language,
+                SUBSCRIBED,
+                _to_json(row.attributes) if row.attributes else "{}",
+                self.consent,
+                self.stamp,
+                self.stamp,
+                self.stamp,
+            )
+        )
+        if row.status is not None and row.status != SUBSCRIBED:
+            self.moves.append((contact_id, row.status, row.number))
+        self.report.added += 1
+        self._want(row.lists, row, contact_id)
+
+    def known_contact(self, row: _Row, old: sqlite3.Row) -> None:
         contact_id = int(old["id"])
         old_status = old["status"]
-        if old_status != "subscribed" and row.status in (None, "subscribed"):
-            report.suppressed += 1
-            report.problems.append(
-                RowProblem(row.number, "suppressed", row.email, f"{old_status}; not re-subscribed")
-            )
-            continue
+        if old_status != SUBSCRIBED and row.status in (None, SUBSCRIBED):
+            self._problem(row, f"{old_status}; not re-subscribed")
+            return
+        moves = False
+        if row.status is not None and row.status != old_status:
+            refused = move_refusal(old_status, row.status, "import")
+            if refused:
+                self._problem(row, refused)
+                return
+            self.moves.append((contact_id, row.status, row.number))
+            moves = True
         name = row.name or old["name"]
         organization = row.organization or old["organization"]
         language = row.language or old["language"]
         old_attributes = json.loads(old["attributes"] or "{}")
         attributes = {**old_attributes, **row.attributes}
-        have = {ref_of[i] for i in current.get(contact_id, ())}
+        have = {self.ref_of[i] for i in self.current.get(contact_id, ())}
         missing = [ref for ref in row.lists if ref not in have]
-        changed = bool(missing)
-        if (name, organization, language, attributes) != (
-            old["name"],
-            old["organization"],
-            old["language"],
-            old_attributes,
-        ):
-            changed = True
-            updates.append(
-                (
-                    name,
-                    organization,
-                    language,
-                    _to_json(attributes),
-                    stamp,
-                    contact_id,
-                )
+        fields = (name, organization, language, attributes)
+        if fields != (old["name"], old["organization"], old["language"], old_attributes):
+            self.updates.append(
+                (name, organization, language, _to_json(attributes), self.stamp, contact_id)
             )
-        if row.status is not None and row.status != old_status:
-            changed = True
-            transitions.append((contact_id, old_status, row.status))
-            if old_status == "subscribed" and row.status == "unsubscribed":
-                events.append((contact_id, "unsubscribe", "import"))
-        for ref in missing:
-            if ref not in list_ids:
-                new_lists.setdefault(ref, row.lists[ref])
-            wanted.append((ref, contact_id))
-        if changed:
-            report.updated += 1
+            moves = True
+        self._want(missing, row, contact_id)
+        if moves or missing:
+            self.report.updated += 1
         else:
-            report.unchanged += 1
+            self.report.unchanged += 1
 
-    report.lists_created = sorted(f"{kind}:{slug}" for kind, slug in new_lists)
-    if dry_run:
-        return
-    if new_lists:
-        list_ids = q.insert_lists_many(
-            conn, [(kind, slug, name) for (kind, slug), name in new_lists.items()], now
-        )
-    q.insert_contacts_many(conn, inserts)
-    q.update_contacts_many(conn, updates)
-    if transitions and q.set_status_many(conn, transitions, now) != len(transitions):
-        raise MailerError("contacts changed during the import; nothing imported; run it again")
-    q.record_status_events_many(conn, events, now)
-    q.add_memberships_many(conn, [(list_ids[ref], cid) for ref, cid in wanted])
-    report.written = True
+    def apply(self, conn: sqlite3.Connection, now: datetime) -> None:
+        if self.new_lists:
+            self.list_ids = q.insert_lists_many(
+                conn, [(kind, slug, name) for (kind, slug), name in self.new_lists.items()], now
+            )
+        q.insert_contacts_many(conn, self.inserts)
+        q.update_contacts_many(conn, self.updates)
+        for contact_id, status, number in self.moves:
+            change = change_status(
+                conn,
+                contact_id,
+                status,
+                source="import",
+                now=now,
+                detail=f"{self.path.name} row {number}",
+            )
+            if not change.changed:
+                raise MailerError(
+                    "contacts changed during the import; nothing imported; run it again"
+                )
+        q.add_memberships_many(conn, [(self.list_ids[ref], cid) for ref, cid in self.wanted])
 
 
 def write_report(report: ImportReport, target: str | Path) -> None:

@@ -214,10 +214,9 @@ def _refusal(
     force: bool,
 ) -> str:
     """Why `source` may not move the contact from `current` to `target` ('' when it may)."""
-    if not contact_may_move(current, target):
-        # unsubscribed <-> bounced: a bounce or complaint is recorded, the status stays.
-        return "" if source in _ALWAYS_RECORDED else f"{current}; not changed to {target}"
-    if target != SUBSCRIBED or source == "signup":
+    refused = move_refusal(current, target, source)
+    if refused or target != SUBSCRIBED or source == "signup":
+        return refused
         return ""
     if source in WEB_SOURCES:
         if _undoable(conn, contact_id, current, campaign_id):
@@ -230,6 +229,18 @@ def _refusal(
     if _needs_force(conn, contact_id, current, target, source) and not force:
         return "unsubscribed by the person; only --force overrides that"
     return ""
+
+
+def move_refusal(current: str, target: str, source: str) -> str:
+    """Why the table of moves alone refuses this one ('' when it allows it).
+
+    A move to `subscribed` also depends on the contact's events, which `change_status`
+    reads; an import plans with this before it writes (it never makes that move).
+    """
+    if current == target or contact_may_move(current, target):
+        return ""
+    # unsubscribed <-> bounced: a bounce or complaint is recorded, the status stays.
+    return "" if source in _ALWAYS_RECORDED else f"{current}; not changed to {target}"
 
 
 def _needs_force(
