@@ -260,3 +260,46 @@ def test_a_dropped_secret_is_refused_instead_of_unforgetting(workspace):
     workspace.set_config("web", "previous_secrets", '["test-secret-not-for-production"]')
     res = workspace.cli("contacts", "add", "poistettu@example.org", env=rotated)
     assert res.exit_code == 2 and "forgotten" in res.stderr.lower()
+
+
+def test_staff_override_a_persons_own_unsubscribe_only_with_force(workspace):
+    from mailer.audience.subscriptions import unsubscribe
+    from mailer.timeutil import now_utc
+    from tests.web_helpers import insert_campaign_for_tests
+
+    workspace.cli("contacts", "add", "p@example.com")
+    with workspace.store() as store:
+        campaign = insert_campaign_for_tests(store, "2026-11")
+        (contact,) = store.conn.execute("SELECT id FROM contacts").fetchone()
+        unsubscribe(store, contact, campaign, "one-click", now_utc())
+    res = workspace.cli("contacts", "resubscribe", "p@example.com")
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, "--force")
+    assert show(workspace, "p@example.com")["status"] == "unsubscribed"
+    res = workspace.cli("contacts", "resubscribe", "p@example.com", "--force")
+    assert res.exit_code == 0 and "Resubscribed p@example.com" in res.stdout
+    events = rows_of(db(workspace), "SELECT action, source, detail FROM unsubscribe_events")
+    assert events == [
+        ("unsubscribe", "one-click", None),
+        ("resubscribe", "cli", "forced by staff over the person's own unsubscribe"),
+    ]
+    assert "resubscribed: " in workspace.cli("contacts", "show", "p@example.com").stdout
+
+
+def test_unbounce_subscribes_a_bounced_contact_unless_it_unsubscribed(workspace):
+    workspace.cli("contacts", "add", "b@example.com")
+    workspace.cli("contacts", "add", "u@example.com")
+    workspace.cli("contacts", "unsubscribe", "u@example.com")
+    with workspace.store() as store:
+        store.conn.execute("UPDATE contacts SET status = 'bounced'")
+    res = workspace.cli("contacts", "resubscribe", "b@example.com")
+    assert res.exit_code == 2 and "contacts unbounce" in res.stderr
+    res = workspace.cli("contacts", "unbounce", "b@example.com")
+    assert res.exit_code == 0 and "Unbounced b@example.com" in res.stdout
+    assert show(workspace, "b@example.com")["status"] == "subscribed"
+    res = workspace.cli("contacts", "unbounce", "u@example.com")
+    assert res.exit_code == 2
+    assert_one_line_error(res.stderr, "an unsubscribe or complaint is on record")
+    assert show(workspace, "u@example.com")["status"] == "bounced"
+    events = rows_of(db(workspace), "SELECT action, source FROM unsubscribe_events ORDER BY id")
+    assert events == [("unsubscribe", "cli"), ("unbounce", "cli")]

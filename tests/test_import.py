@@ -427,3 +427,60 @@ def test_import_needs_no_secret_until_an_address_was_forgotten(workspace, tmp_pa
     path = write_csv(tmp_path / "in.csv", [["email"], ["a@example.com"]])
     res = workspace.cli("contacts", "import", str(path), env={"MAILER_SECRET": ""})
     assert res.exit_code == 0 and "1 added" in res.stdout
+
+
+def test_a_status_column_never_turns_a_bounced_contact_into_unsubscribed(workspace, tmp_path):
+    path = write_csv(
+        tmp_path / "in.csv",
+        [["email", "name"], ["bo@example.com", "Bo"], ["un@example.com", "Un"]],
+        delimiter=",",
+    )
+    workspace.cli("contacts", "import", str(path))
+    with workspace.store() as store:
+        store.conn.execute("UPDATE contacts SET status = 'bounced' WHERE email = 'bo@example.com'")
+    assert workspace.cli("contacts", "unsubscribe", "un@example.com").exit_code == 0
+    before = snapshot(db(workspace))
+    write_csv(
+        path,
+        [["email", "name", "status"], ["bo@example.com", "Bo B", "unsubscribed"]]
+        + [["un@example.com", "Un U", "bounced"]],
+        delimiter=",",
+    )
+    res = workspace.cli("contacts", "import", str(path))
+    assert res.exit_code == 0, res.stderr
+    assert "2 rows: 0 added, 0 updated, 0 unchanged, 0 invalid, 0 duplicate, 2 suppressed" in (
+        res.stdout
+    )
+    assert "in.csv row 2: suppressed" in res.stderr
+    assert "bounced; not changed to unsubscribed" in res.stderr
+    assert "unsubscribed; not changed to bounced" in res.stderr
+    assert snapshot(db(workspace)) == before  # nothing changed: no status, name or event
+
+
+def test_every_status_an_import_sets_is_recorded_with_source_import(workspace, tmp_path):
+    path = write_csv(tmp_path / "in.csv", [["email"], ["old@example.com"]], delimiter=",")
+    workspace.cli("contacts", "import", str(path))
+    write_csv(
+        path,
+        [["email", "status"], ["old@example.com", "bounced"], ["new@example.com", "unsubscribed"]],
+        delimiter=",",
+    )
+    res = workspace.cli("contacts", "import", str(path), "--dry-run")
+    assert "1 added, 1 updated" in res.stdout
+    assert rows_of(db(workspace), "SELECT count(*) FROM unsubscribe_events") == [(0,)]
+    res = workspace.cli("contacts", "import", str(path))
+    assert res.exit_code == 0, res.stderr
+    assert "1 added, 1 updated" in res.stdout
+    statuses = {c["email"]: c["status"] for c in contacts_json(workspace).values()}
+    assert statuses == {"old@example.com": "bounced", "new@example.com": "unsubscribed"}
+    events = rows_of(
+        db(workspace),
+        "SELECT c.email, e.action, e.source, e.campaign_id, e.detail FROM unsubscribe_events e"
+        " JOIN contacts c ON c.id = e.contact_id ORDER BY e.id",
+    )
+    assert events == [
+        ("old@example.com", "bounce", "import", None, "in.csv row 2"),
+        ("new@example.com", "unsubscribe", "import", None, "in.csv row 3"),
+    ]
+    shown = workspace.cli("contacts", "show", "old@example.com").stdout
+    assert "bounced:" in shown and "(import)" in shown

@@ -1,4 +1,4 @@
-"""Contacts: add, list, show, export, unsubscribe, resubscribe and forget."""
+"""Contacts: add, list, show, export, unsubscribe, resubscribe, unbounce and forget."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
+from mailer.audience import subscriptions
 from mailer.audience.addresses import (
     ascii_form,
     clean_line,
@@ -17,6 +18,9 @@ from mailer.audience.addresses import (
     secret_id,
     suppression_hash,
 )
+from mailer.audience.languages import parse_language
+from mailer.audience.subscriptions import Event, StatusChange, last_event
+from mailer.audience.suppressions import is_forgotten
 from mailer.errors import ConflictError, InputError, NotFoundError
 
 if TYPE_CHECKING:
@@ -36,7 +40,7 @@ class ContactView:
     status: str
     lists: list[str] = field(default_factory=list)  # sorted KIND:SLUG
     attributes: dict[str, Any] = field(default_factory=dict)
-    last_change: Any = None  # subscriptions.Event: the latest (un)subscribe, for `show`
+    last_change: Event | None = None  # the latest status event, for `show`
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,45 +67,13 @@ def _view(row: sqlite3.Row, lists: list[str]) -> ContactView:
     )
 
 
-def _check_language(language: str | None, config: Config) -> str | None:
-    from mailer.audience.importer import parse_language
-
+def _check_language(language: str | None) -> str | None:
     if language is None:
         return None
     try:
         return parse_language(language)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-
-
-def suppression_secrets(
-    conn: sqlite3.Connection, config: Config, secrets: Sequence[bytes] | None = None
-) -> list[bytes]:
-    """The secrets that recognise forgotten addresses; refuse when one of them is gone.
-
-    A forgotten address is kept as an HMAC keyed with the web secret. Were that secret
-    dropped from the configuration, the person could be imported again unnoticed, so a
-    stored fingerprint without its secret is a configuration error.
-    """
-    from mailer.errors import ConfigError
-    from mailer.store import contacts as q
-
-    secrets = list(secrets) if secrets is not None else config.secrets()
-    missing = q.suppression_key_ids(conn) - {secret_id(s) for s in secrets}
-    if missing:
-        raise ConfigError(
-            "forgotten addresses were hashed with a secret that is no longer configured;"
-            " put the old secret back into web.previous_secrets",
-            where=str(config.path),
-        )
-    return secrets
-
-
-def _is_forgotten(conn: sqlite3.Connection, config: Config, key: str) -> bool:
-    from mailer.store import contacts as q
-
-    secrets = suppression_secrets(conn, config)
-    return q.is_suppressed(conn, [suppression_hash(s, key) for s in secrets])
 
 
 def _find(conn: sqlite3.Connection, email: str) -> sqlite3.Row:
@@ -146,12 +118,12 @@ def add_contact(
     address = parse_address(email)
     name = clean_line(name) or address.display_name
     organization = clean_line(organization)
-    lang = _check_language(language, config)
+    lang = _check_language(language)
     refs = [parse_list_ref(text, config.list_kinds) for text in lists]
     with store.transaction() as conn:
         row = q.get_contact_by_key(conn, address.key)
         if row is None:
-            if _is_forgotten(conn, config, address.key):
+            if is_forgotten(conn, config, address.key):
                 raise ConflictError(f"{address.email} was forgotten and cannot be added again")
             contact_id = q.insert_contact(
                 conn,
@@ -220,7 +192,6 @@ def list_contacts(store: Store, config: Config, segment: str | None = None) -> l
 
 def show_contact(store: Store, email: str) -> ContactView:
     """One contact by address (in any case or Unicode form)."""
-    from mailer.audience.subscriptions import last_event
     from mailer.store import contacts as q
 
     row = _find(store.conn, email)
@@ -289,14 +260,6 @@ def _attribute_cell(value: Any) -> str:
 # --- status changes and forgetting --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StatusChange:
-    email: str
-    old: str
-    new: str
-    changed: bool
-
-
 def unsubscribe(
     store: Store,
     email: str,
@@ -306,7 +269,11 @@ def unsubscribe(
     campaign_id: int | None = None,
 ) -> StatusChange:
     """Mark a contact unsubscribed and record the event (no change when it already is)."""
-    return _change_status(store, email, "unsubscribe", now, source, campaign_id)
+    row = _find(store.conn, email)
+    with store.transaction() as conn:
+        return subscriptions.change_status(
+            conn, int(row["id"]), "unsubscribed", source=source, now=now, campaign_id=campaign_id
+        )
 
 
 def resubscribe(
@@ -316,28 +283,42 @@ def resubscribe(
     now: datetime,
     source: str = "cli",
     campaign_id: int | None = None,
+    force: bool = False,
 ) -> StatusChange:
-    """Subscribe an unsubscribed contact again and record the event (a bounce stays)."""
-    return _change_status(store, email, "resubscribe", now, source, campaign_id)
+    """Subscribe an unsubscribed contact again and record the event (a bounce stays).
 
-
-def _change_status(
-    store: Store,
-    email: str,
-    action: str,
-    now: datetime,
-    source: str,
-    campaign_id: int | None,
-) -> StatusChange:
-    # One implementation of status changes for every interface: mailer.audience.subscriptions.
-    from mailer.audience import subscriptions as unsubscribes
-
+    A person's own unsubscribe (a link, the preferences page, a complaint) is overridden
+    only with `force`, and the event says so.
+    """
     row = _find(store.conn, email)
-    change = unsubscribes.unsubscribe if action == "unsubscribe" else unsubscribes.resubscribe
-    report = change(store, int(row["id"]), campaign_id, source, now)
-    if action == "resubscribe" and report.refused:
-        raise ConflictError(f"{row['email']} is {report.status}; it cannot be resubscribed")
-    return StatusChange(row["email"], row["status"], report.status, report.changed)
+    with store.transaction() as conn:
+        change = subscriptions.change_status(
+            conn,
+            int(row["id"]),
+            "subscribed",
+            source=source,
+            now=now,
+            campaign_id=campaign_id,
+            force=force,
+            only_from="unsubscribed",
+        )
+    if change.refused == "bounced":
+        raise ConflictError(
+            f"{change.email} is bounced; it cannot be resubscribed"
+            " (`mailer contacts unbounce` subscribes it again)"
+        )
+    if change.refused:
+        raise ConflictError(f"{change.email} is {change.refused}")
+    return change
+
+
+def unbounce(store: Store, email: str, *, now: datetime) -> StatusChange:
+    """Subscribe a bounced contact again; refused when an unsubscribe or complaint is on record."""
+    row = _find(store.conn, email)
+    change = subscriptions.unbounce(store, int(row["id"]), now)
+    if change.refused:
+        raise ConflictError(f"{change.email} is {change.refused}; it stays as it is")
+    return change
 
 
 @dataclass(frozen=True)

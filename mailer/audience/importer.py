@@ -1,19 +1,17 @@
 """Import contacts from a spreadsheet's CSV export, in one transaction.
 
-Reads UTF-8 (with or without BOM), UTF-16 with BOM, or cp1252; `,` `;` or tab delimited;
-headers in Finnish, Swedish or English. Every non-empty row ends in exactly one of: added,
+The file is read by `mailer.audience.sheet`. Every non-empty row ends in exactly one of: added,
 updated, unchanged, invalid, duplicate (of an earlier row in the file) or suppressed (an
-unsubscribed, bounced or forgotten address, which an import never re-subscribes).
+unsubscribed, bounced or forgotten address, which an import never re-subscribes, or a
+status the sheet asks for that is not a move: bounced never becomes unsubscribed). Every
+status an import sets goes through `subscriptions.change_status` with source `import`.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import gc
-import io
 import json
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,61 +26,21 @@ from mailer.audience.addresses import (
     parse_address,
     suppression_hash,
 )
+from mailer.audience.languages import EXACT_CELLS as EXACT_LANGUAGE_CELLS
+from mailer.audience.languages import parse_language
 from mailer.audience.lists import ListRef, parse_list_ref, slugify
-from mailer.config import LANGUAGES
+from mailer.audience.sheet import Columns, map_columns, read_rows
+from mailer.audience.subscriptions import SUBSCRIBED, change_status, move_refusal
+from mailer.audience.suppressions import suppression_secrets
 from mailer.errors import AddressError, FileInputError, InputError, MailerError
-from mailer.store.contacts import CONTACT_STATUSES
+from mailer.states import ContactStatus
+from mailer.store import contacts as q
+from mailer.timeutil import to_db
 
 if TYPE_CHECKING:
     from mailer.config import Config
     from mailer.store import Store
 
-FIELDS = ("email", "name", "organization", "language", "status")
-
-# Header aliases, compared case-insensitively with spaces, '-', '_' and '.' removed.
-_FIELD_ALIASES: dict[str, tuple[str, ...]] = {
-    "email": (
-        "sähköposti",
-        "sahkoposti",
-        "sähköpostiosoite",
-        "sposti",
-        "epost",
-        "epostadress",
-        "email",
-        "mail",
-        "emailaddress",
-    ),
-    "name": ("nimi", "namn", "name", "fullname", "kokonimi"),
-    "organization": ("organisaatio", "organisation", "organization", "org"),
-    "language": ("kieli", "språk", "sprak", "language", "lang"),
-    "status": ("tila", "status"),
-}
-_KIND_ALIASES: dict[str, tuple[str, ...]] = {
-    "cluster": ("klusteri", "klusterit", "kluster", "klustrar", "cluster", "clusters"),
-    "municipality": ("kunta", "kunnat", "kommun", "kommuner", "municipality", "municipalities"),
-    "company": ("yritys", "yritykset", "företag", "company", "companies"),
-}
-_LANGUAGE_ALIASES = {
-    "suomi": "fi",
-    "finnish": "fi",
-    "fin": "fi",
-    "english": "en",
-    "englanti": "en",
-    "eng": "en",
-    "svenska": "sv",
-    "ruotsi": "sv",
-    "swedish": "sv",
-    "swe": "sv",
-    "sámi": "se",
-    "sami": "se",
-    "saame": "se",
-    "davvisámegiella": "se",
-    "sme": "se",
-}
-_LANGUAGE_CELLS = {
-    **{lang: lang for lang in LANGUAGES},
-    **{lang.upper(): lang for lang in LANGUAGES},
-}
 _json_encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 _json_string = json.encoder.encode_basestring  # C implementation: one string, quoted
 
@@ -100,9 +58,7 @@ def _to_json(attributes: dict[str, Any]) -> str:
     return _json_encode(attributes)
 
 
-_SEP_LINE = re.compile(r'"?sep=([,;\t|])"?[,;\t]*\r?\n')
-_BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
-_HEADER_NOISE = re.compile(r"[\s\-_.]+")
+_STATUSES = tuple(status.value for status in ContactStatus)
 
 
 @dataclass(frozen=True)
@@ -168,153 +124,6 @@ class StrictImportError(InputError):
         self.report = report
 
 
-# --- reading the file ---------------------------------------------------------------------
-
-
-def decode(data: bytes, where: str) -> tuple[str, str]:
-    """Return (text, encoding): UTF-8 with or without BOM, UTF-16 with BOM, else cp1252."""
-    if data.startswith(codecs.BOM_UTF8):
-        candidates = ["utf-8-sig"]
-    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        candidates = ["utf-16"]
-    else:
-        candidates = ["utf-8", "cp1252"]
-    for encoding in candidates:
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        break
-    else:
-        raise FileInputError("not a text file in UTF-8 or cp1252", where=where)
-    text = text.rstrip("\x1a")  # a DOS end-of-file mark
-    bad = _BINARY.search(text)
-    if bad:
-        line = text.count("\n", 0, bad.start()) + 1
-        raise FileInputError(
-            f"binary data (character {ord(bad.group()):#04x}), not a CSV file",
-            where=f"{where}:{line}",
-        )
-    return text, encoding
-
-
-def sniff_delimiter(text: str) -> str:
-    """Pick `;`, tab or `,` by counting them in the header line, outside quotes."""
-    counts = {";": 0, "\t": 0, ",": 0}
-    quoted = False
-    started = False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted:
-            if ch in "\r\n":
-                if started:
-                    break
-                continue
-            if ch in counts:
-                counts[ch] += 1
-            if not ch.isspace():
-                started = True
-    best = max(counts.values())
-    if best == 0:
-        return ","
-    for delimiter in (";", "\t", ","):  # Finnish Excel's `;` wins a tie
-        if counts[delimiter] == best:
-            return delimiter
-    return ","  # pragma: no cover
-
-
-def _norm_header(text: str) -> str:
-    return _HEADER_NOISE.sub("", text.casefold())
-
-
-@dataclass(frozen=True)
-class Columns:
-    fields: dict[str, int]  # field name -> column index
-    kinds: dict[int, str]  # column index -> list kind
-    attributes: dict[int, str]  # column index -> attribute key (the header as written)
-    width: int
-
-
-def map_columns(header: Sequence[str], kinds: Sequence[str], where: str) -> Columns:
-    """Recognise the header's columns; the rest become attributes."""
-    aliases: dict[str, tuple[str, str]] = {}
-    for name, words in _FIELD_ALIASES.items():
-        for word in words:
-            aliases[_norm_header(word)] = ("field", name)
-    for kind in kinds:
-        for word in (*_KIND_ALIASES.get(kind, ()), kind, kind + "s"):
-            aliases.setdefault(_norm_header(word), ("kind", kind))
-    fields: dict[str, int] = {}
-    kind_columns: dict[int, str] = {}
-    seen_kinds: dict[str, int] = {}
-    attributes: dict[int, str] = {}
-    seen_attributes: dict[str, int] = {}
-    for index, raw in enumerate(header):
-        title = clean_line(raw)
-        if not title:
-            continue  # an unnamed column (Excel's trailing ones) is ignored
-        what = aliases.get(_norm_header(title))
-        if what and what[0] == "field":
-            if what[1] in fields:
-                raise FileInputError(
-                    f"columns {fields[what[1]] + 1} and {index + 1} are both {what[1]}",
-                    where=f"{where}:1",
-                )
-            fields[what[1]] = index
-        elif what:
-            if what[1] in seen_kinds:
-                raise FileInputError(
-                    f"columns {seen_kinds[what[1]] + 1} and {index + 1} are both {what[1]}",
-                    where=f"{where}:1",
-                )
-            seen_kinds[what[1]] = index
-            kind_columns[index] = what[1]
-        else:
-            if title in seen_attributes:
-                raise FileInputError(f"column {title!r} appears twice", where=f"{where}:1")
-            seen_attributes[title] = index
-            attributes[index] = title
-    if "email" not in fields:
-        shown = ", ".join(repr(clean_line(h)) for h in header[:8])
-        raise FileInputError(
-            "no e-mail column (a header sähköposti, e-post or email); the header is " + shown,
-            where=f"{where}:1",
-        )
-    return Columns(fields, kind_columns, attributes, len(header))
-
-
-def read_rows(path: Path) -> tuple[str, str, list[list[str]]]:
-    """Read `path` as CSV: (encoding, delimiter, records). Records include blank ones."""
-    where = str(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileInputError("no such file", where=where) from None
-    except IsADirectoryError:
-        raise FileInputError("is a folder, not a CSV file", where=where) from None
-    except OSError as exc:
-        raise FileInputError(f"cannot read: {exc.strerror}", where=where) from None
-    if not data.strip():
-        raise FileInputError("empty file; expected a header row", where=where)
-    text, encoding = decode(data, where)
-    hint = _SEP_LINE.match(text)
-    if hint:
-        # Excel's `sep=;` first line names the delimiter; Excel does not show it as a row.
-        delimiter = hint.group(1)
-        text = text[hint.end() :]
-    else:
-        delimiter = sniff_delimiter(text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
-    records: list[list[str]] = []
-    try:
-        for record in reader:
-            records.append(record)
-    except csv.Error as exc:
-        raise FileInputError(f"broken CSV: {exc}", where=f"{where}:{reader.line_num}") from None
-    return encoding, delimiter, records
-
-
 # --- one row ------------------------------------------------------------------------------
 
 
@@ -336,18 +145,6 @@ class _Invalid(Exception):
     def __init__(self, email: str, reason: str) -> None:
         self.email = email
         self.reason = reason
-
-
-def parse_language(text: str) -> str | None:
-    """Return fi/en/sv/se for `text` ('' → None); raise ValueError when unknown."""
-    value = text.strip().lower()
-    if not value:
-        return None
-    if value in LANGUAGES:
-        return value
-    if value in _LANGUAGE_ALIASES:
-        return _LANGUAGE_ALIASES[value]
-    raise ValueError(f"language {text.strip()!r} is not one of {', '.join(LANGUAGES)}")
 
 
 def _parse_row(
@@ -377,33 +174,10 @@ def _parse_row(
             raw_email, exc.reason if isinstance(exc, InvalidAddress) else exc.message
         ) from None
     index = fields.get("language")
-    language = None
-    if index is not None and cells[index]:
-        language = _LANGUAGE_CELLS.get(cells[index])
-        if language is None:
-            try:
-                language = parse_language(cells[index])
-            except ValueError as exc:
-                raise _Invalid(address.email, str(exc)) from None
+    language = _language_cell(cells[index], address.email) if index is not None else None
     index = fields.get("status")
-    status = cells[index].lower() or None if index is not None else None
-    if status is not None and status not in CONTACT_STATUSES:
-        raise _Invalid(
-            address.email, f"status {status!r} is not one of {', '.join(CONTACT_STATUSES)}"
-        )
-    lists: dict[tuple[str, str], str] = {}
-    for index, kind in columns.kinds.items():
-        text = cells[index]
-        if not text:
-            continue
-        for part in text.split("|"):
-            display = part.strip()
-            if not display:
-                continue
-            slug = slugify(display)
-            if not slug:
-                raise _Invalid(address.email, f"list name {display!r} has no letters or digits")
-            lists.setdefault((kind, slug), display)
+    status = _status_cell(cells[index], address.email) if index is not None else None
+    lists = _list_cells(cells, columns.kinds, address.email)
     for ref in extra_lists:
         lists.setdefault((ref.kind, ref.slug), ref.name)
     attributes = {key: cells[i] for i, key in columns.attributes.items() if cells[i]}
@@ -422,6 +196,45 @@ def _parse_row(
         lists,
         attributes,
     )
+
+
+def _language_cell(cell: str, email: str) -> str | None:
+    if not cell:
+        return None
+    language = EXACT_LANGUAGE_CELLS.get(cell)
+    if language is not None:
+        return language
+    try:
+        return parse_language(cell)
+    except ValueError as exc:
+        raise _Invalid(email, str(exc)) from None
+
+
+def _status_cell(cell: str, email: str) -> str | None:
+    status = cell.lower()
+    if not status:
+        return None
+    if status not in _STATUSES:
+        raise _Invalid(email, f"status {status!r} is not one of {', '.join(_STATUSES)}")
+    return status
+
+
+def _list_cells(cells: list[str], kinds: dict[int, str], email: str) -> dict[tuple[str, str], str]:
+    """The lists a row's cells name: (kind, slug) -> display name."""
+    lists: dict[tuple[str, str], str] = {}
+    for index, kind in kinds.items():
+        text = cells[index]
+        if not text:
+            continue
+        for part in text.split("|"):
+            display = part.strip()
+            if not display:
+                continue
+            slug = slugify(display)
+            if not slug:
+                raise _Invalid(email, f"list name {display!r} has no letters or digits")
+            lists.setdefault((kind, slug), display)
+    return lists
 
 
 # --- the import ---------------------------------------------------------------------------
@@ -528,47 +341,83 @@ def _plan_and_apply(
     now: datetime,
     dry_run: bool,
 ) -> None:
-    from mailer.store import contacts as q
-    from mailer.timeutil import to_db
-
     q.use_bulk_cache(conn)
-    existing = q.all_contacts_by_key(conn)
-    suppressed = q.suppression_hashes(conn)
-    if suppressed:  # the secrets are needed only to recognise forgotten addresses
-        from mailer.audience.contacts import suppression_secrets
-
-        secrets = suppression_secrets(conn, config, secrets)
-    list_ids = q.all_list_ids(conn)
-    known_ids = [int(existing[k]["id"]) for k in parsed if k in existing]
-    current = q.memberships_of(conn, known_ids)
-    ref_of = {list_id: ref for ref, list_id in list_ids.items()}
-
-    stamp = to_db(now)
-    default_language = config.defaults.language
-    consent = f"import:{path.name}"
-    next_id = q.next_contact_id(conn)
-    inserts: list[tuple[Any, ...]] = []
-    updates: list[tuple[Any, ...]] = []
-    transitions: list[tuple[int, str, str]] = []
-    events: list[tuple[int, str, str]] = []
-    wanted: list[tuple[tuple[str, str], int]] = []  # ((kind, slug), contact_id)
-    new_lists: dict[tuple[str, str], str] = {}
-
+    plan = _Plan(conn, config, path, report, now)
+    if plan.suppressed:  # the secrets are needed only to recognise forgotten addresses
+        plan.secrets = suppression_secrets(conn, config, secrets)
+    known_ids = [int(plan.existing[k]["id"]) for k in parsed if k in plan.existing]
+    plan.current = q.memberships_of(conn, known_ids)
+    existing = plan.existing
+    fresh: list[tuple[str, _Row]] = []
     for key, row in parsed.items():
         old = existing.get(key)
         if old is None:
+            fresh.append((key, row))
+        else:
+            plan.known_contact(row, old)
+    plan.new_contacts(fresh)
+    report.lists_created = sorted(f"{kind}:{slug}" for kind, slug in plan.new_lists)
+    if not dry_run:
+        plan.apply(conn, now)
+        report.written = True
+
+
+class _Plan:
+    """What an import will write, gathered row by row before anything is written."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        config: Config,
+        path: Path,
+        report: ImportReport,
+        now: datetime,
+    ) -> None:
+        self.report = report
+        self.path = path
+        self.existing = q.all_contacts_by_key(conn)
+        self.suppressed = q.suppression_hashes(conn)
+        self.secrets: Sequence[bytes] = ()
+        self.list_ids = q.all_list_ids(conn)
+        self.ref_of = {list_id: ref for ref, list_id in self.list_ids.items()}
+        self.current: dict[int, set[int]] = {}
+        self.stamp = to_db(now)
+        self.default_language = config.defaults.language
+        self.consent = f"import:{path.name}"
+        self.next_id = q.next_contact_id(conn)
+        self.inserts: list[tuple[Any, ...]] = []
+        self.updates: list[tuple[Any, ...]] = []
+        self.moves: list[tuple[int, str, int]] = []  # (contact_id, new status, row number)
+        self.wanted: list[tuple[tuple[str, str], int]] = []  # ((kind, slug), contact_id)
+        self.new_lists: dict[tuple[str, str], str] = {}
+
+    def _problem(self, row: _Row, reason: str) -> None:
+        self.report.suppressed += 1
+        self.report.problems.append(RowProblem(row.number, "suppressed", row.email, reason))
+
+    def _want(self, refs: Iterable[tuple[str, str]], row: _Row, contact_id: int) -> None:
+        for ref in refs:
+            if ref not in self.list_ids:
+                self.new_lists.setdefault(ref, row.lists[ref])
+            self.wanted.append((ref, contact_id))
+
+    def new_contacts(self, fresh: list[tuple[str, _Row]]) -> None:
+        # The hot loop of a first import (one pass per new row): names bound locally.
+        suppressed, secrets = self.suppressed, self.secrets
+        stamp, consent, default_language = self.stamp, self.consent, self.default_language
+        list_ids, new_lists, wanted = self.list_ids, self.new_lists, self.wanted
+        inserts, moves = self.inserts, self.moves
+        contact_id = self.next_id - 1
+        for key, row in fresh:
             if (
                 suppressed
                 and secrets
                 and any(suppression_hash(s, key) in suppressed for s in secrets)
             ):
-                report.suppressed += 1
-                report.problems.append(
-                    RowProblem(row.number, "suppressed", row.email, "forgotten address")
-                )
+                self._problem(row, "forgotten address")
                 continue
-            contact_id = next_id
-            next_id += 1
+            contact_id += 1
+            # A new contact starts subscribed; another status in the sheet is its first move.
             inserts.append(
                 (
                     contact_id,
@@ -578,7 +427,7 @@ def _plan_and_apply(
                     row.name,
                     row.organization,
                     row.language or default_language,
-                    row.status or "subscribed",
+                    SUBSCRIBED,
                     _to_json(row.attributes) if row.attributes else "{}",
                     consent,
                     stamp,
@@ -586,74 +435,69 @@ def _plan_and_apply(
                     stamp,
                 )
             )
-            report.added += 1
+            if row.status is not None and row.status != SUBSCRIBED:
+                moves.append((contact_id, row.status, row.number))
             for ref, display in row.lists.items():
                 if ref not in list_ids:
                     new_lists.setdefault(ref, display)
                 wanted.append((ref, contact_id))
-            continue
+        self.report.added += contact_id - self.next_id + 1
+        self.next_id = contact_id + 1
 
+    def known_contact(self, row: _Row, old: sqlite3.Row) -> None:
         contact_id = int(old["id"])
         old_status = old["status"]
-        if old_status != "subscribed" and row.status in (None, "subscribed"):
-            report.suppressed += 1
-            report.problems.append(
-                RowProblem(row.number, "suppressed", row.email, f"{old_status}; not re-subscribed")
-            )
-            continue
+        if old_status != SUBSCRIBED and row.status in (None, SUBSCRIBED):
+            self._problem(row, f"{old_status}; not re-subscribed")
+            return
+        moves = False
+        if row.status is not None and row.status != old_status:
+            refused = move_refusal(old_status, row.status, "import")
+            if refused:
+                self._problem(row, refused)
+                return
+            self.moves.append((contact_id, row.status, row.number))
+            moves = True
         name = row.name or old["name"]
         organization = row.organization or old["organization"]
         language = row.language or old["language"]
         old_attributes = json.loads(old["attributes"] or "{}")
         attributes = {**old_attributes, **row.attributes}
-        have = {ref_of[i] for i in current.get(contact_id, ())}
+        have = {self.ref_of[i] for i in self.current.get(contact_id, ())}
         missing = [ref for ref in row.lists if ref not in have]
-        changed = bool(missing)
-        if (name, organization, language, attributes) != (
-            old["name"],
-            old["organization"],
-            old["language"],
-            old_attributes,
-        ):
-            changed = True
-            updates.append(
-                (
-                    name,
-                    organization,
-                    language,
-                    _to_json(attributes),
-                    stamp,
-                    contact_id,
-                )
+        fields = (name, organization, language, attributes)
+        if fields != (old["name"], old["organization"], old["language"], old_attributes):
+            self.updates.append(
+                (name, organization, language, _to_json(attributes), self.stamp, contact_id)
             )
-        if row.status is not None and row.status != old_status:
-            changed = True
-            transitions.append((contact_id, old_status, row.status))
-            if old_status == "subscribed" and row.status == "unsubscribed":
-                events.append((contact_id, "unsubscribe", "import"))
-        for ref in missing:
-            if ref not in list_ids:
-                new_lists.setdefault(ref, row.lists[ref])
-            wanted.append((ref, contact_id))
-        if changed:
-            report.updated += 1
+            moves = True
+        self._want(missing, row, contact_id)
+        if moves or missing:
+            self.report.updated += 1
         else:
-            report.unchanged += 1
+            self.report.unchanged += 1
 
-    report.lists_created = sorted(f"{kind}:{slug}" for kind, slug in new_lists)
-    if dry_run:
-        return
-    if new_lists:
-        list_ids = q.insert_lists_many(
-            conn, [(kind, slug, name) for (kind, slug), name in new_lists.items()], now
-        )
-    q.insert_contacts_many(conn, inserts)
-    q.update_contacts_many(conn, updates)
-    if transitions and q.set_status_many(conn, transitions, now) != len(transitions):
-        raise MailerError("contacts changed during the import; nothing imported; run it again")
-    q.record_status_events_many(conn, events, now)
-    q.add_memberships_many(conn, [(list_ids[ref], cid) for ref, cid in wanted])
-    report.written = True
+    def apply(self, conn: sqlite3.Connection, now: datetime) -> None:
+        if self.new_lists:
+            self.list_ids = q.insert_lists_many(
+                conn, [(kind, slug, name) for (kind, slug), name in self.new_lists.items()], now
+            )
+        q.insert_contacts_many(conn, self.inserts)
+        q.update_contacts_many(conn, self.updates)
+        for contact_id, status, number in sorted(self.moves, key=lambda move: move[2]):
+            change = change_status(
+                conn,
+                contact_id,
+                status,
+                source="import",
+                now=now,
+                detail=f"{self.path.name} row {number}",
+            )
+            if not change.changed:
+                raise MailerError(
+                    "contacts changed during the import; nothing imported; run it again"
+                )
+        q.add_memberships_many(conn, [(self.list_ids[ref], cid) for ref, cid in self.wanted])
 
 
 def write_report(report: ImportReport, target: str | Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -18,9 +19,21 @@ from mailer.cli._common import (
     problem_line,
 )
 
+if TYPE_CHECKING:
+    from mailer.audience.subscriptions import StatusChange
+
 app = typer.Typer(help="Import, list, show, export and unsubscribe contacts.", no_args_is_help=True)
 
 LIST_COLUMNS = ("email", "name", "organization", "language", "status", "lists")
+# `contacts show` labels the last status event by what happened.
+_PAST = {
+    "unsubscribe": "unsubscribed",
+    "resubscribe": "resubscribed",
+    "bounce": "bounced",
+    "unbounce": "unbounced",
+    "complaint": "complained",
+    "subscribe": "signed up",
+}
 
 
 @app.command("import")
@@ -187,7 +200,8 @@ def show(
         typer.echo(f"{key + ':':14}{data[key]}")
     if change is not None:
         via = f" through campaign {change.campaign}" if change.campaign else ""
-        typer.echo(f"{change.action + 'd:':14}{data['last_change']['at']} ({change.source}){via}")
+        label = _PAST.get(change.action, change.action) + ":"
+        typer.echo(f"{label:14}{data['last_change']['at']} ({change.source}){via}")
     typer.echo(f"{'lists:':14}{', '.join(data['lists'])}")
     for key, value in sorted(data["attributes"].items()):
         typer.echo(f"{key + ':':14}{value}")
@@ -237,29 +251,57 @@ def unsubscribe(
 
     Example: mailer contacts unsubscribe aino.aikio@example.org
     """
-    _change_status(ctx, email, "unsubscribe", "Unsubscribed")
+    from mailer.audience import contacts
+    from mailer.timeutil import now_utc
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        change = contacts.unsubscribe(store, email, now=now_utc(), source="cli")
+    _say(change, "Unsubscribed")
 
 
 @app.command("resubscribe")
 def resubscribe(
     ctx: typer.Context,
     email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Override the person's own unsubscribe (a link, a complaint); the event says so.",
+    ),
 ) -> None:
     """Subscribe an unsubscribed contact again (recorded with source 'cli'; bounced stays).
 
     Example: mailer contacts resubscribe aino.aikio@example.org
     """
-    _change_status(ctx, email, "resubscribe", "Resubscribed")
-
-
-def _change_status(ctx: typer.Context, email: str, action: str, done: str) -> None:
     from mailer.audience import contacts
     from mailer.timeutil import now_utc
 
-    core = contacts.unsubscribe if action == "unsubscribe" else contacts.resubscribe
     config = get_config(ctx)
     with open_store(config) as store:
-        change = core(store, email, now=now_utc(), source="cli")
+        change = contacts.resubscribe(store, email, now=now_utc(), source="cli", force=force)
+    _say(change, "Resubscribed")
+
+
+@app.command("unbounce")
+def unbounce(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address."),
+) -> None:
+    """Subscribe a bounced contact again (refused when it unsubscribed or complained).
+
+    Example: mailer contacts unbounce aino.aikio@example.org
+    """
+    from mailer.audience import contacts
+    from mailer.timeutil import now_utc
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        change = contacts.unbounce(store, email, now=now_utc())
+    _say(change, "Unbounced")
+
+
+def _say(change: StatusChange, done: str) -> None:
     typer.echo(
         f"{done} {change.email}"
         if change.changed

@@ -10,8 +10,6 @@ from typing import Any
 
 from mailer.timeutil import to_db
 
-CONTACT_STATUSES = ("subscribed", "unsubscribed", "bounced")
-
 
 def insert_contact(
     conn: sqlite3.Connection,
@@ -61,7 +59,11 @@ def get_contact(conn: sqlite3.Connection, contact_id: int) -> sqlite3.Row | None
 
 
 def set_status(conn: sqlite3.Connection, contact_id: int, status: str, now: datetime) -> bool:
-    """Change a contact's status; return False when it already had it."""
+    """Change a contact's status; return False when it already had it.
+
+    Only the send run still calls this (a bounce at send); it is to call
+    `mailer.audience.subscriptions.change_status`, which records the event, instead.
+    """
     cursor = conn.execute(
         "UPDATE contacts SET status = ?, status_changed_at = ?, updated_at = ?"
         " WHERE id = ? AND status != ?",
@@ -169,22 +171,6 @@ def update_contacts_many(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) 
     )
 
 
-def set_status_many(
-    conn: sqlite3.Connection, rows: list[tuple[int, str, str]], now: datetime
-) -> int:
-    """Set (contact_id, old_status, new_status) transitions; return how many applied."""
-    stamp = to_db(now)
-    done = 0
-    for contact_id, old, new in rows:
-        cursor = conn.execute(
-            "UPDATE contacts SET status = ?, status_changed_at = ?, updated_at = ?"
-            " WHERE id = ? AND status = ?",
-            (new, stamp, stamp, contact_id, old),
-        )
-        done += cursor.rowcount
-    return done
-
-
 def add_memberships_many(conn: sqlite3.Connection, pairs: list[tuple[int, int]]) -> None:
     """Add (list_id, contact_id) memberships, ignoring those that exist."""
     conn.executemany("INSERT OR IGNORE INTO memberships (list_id, contact_id) VALUES (?, ?)", pairs)
@@ -281,21 +267,6 @@ def is_suppressed(conn: sqlite3.Connection, hashes: list[str]) -> bool:
     marks = ",".join("?" * len(hashes))
     row = conn.execute(f"SELECT 1 FROM suppressions WHERE hash IN ({marks})", hashes).fetchone()
     return row is not None
-
-
-# --- status events ------------------------------------------------------------------------
-
-
-def record_status_events_many(
-    conn: sqlite3.Connection, rows: list[tuple[int, str, str]], now: datetime
-) -> None:
-    """Record (contact_id, action, source) events without a campaign."""
-    stamp = to_db(now)
-    conn.executemany(
-        "INSERT INTO unsubscribe_events (contact_id, campaign_id, action, source, at)"
-        " VALUES (?, NULL, ?, ?, ?)",
-        [(cid, action, source, stamp) for cid, action, source in rows],
-    )
 
 
 # --- lists --------------------------------------------------------------------------------

@@ -1,0 +1,191 @@
+"""Reading a spreadsheet's CSV export: encoding, delimiter, and what each column holds.
+
+UTF-8 (with or without BOM), UTF-16 with BOM, or cp1252; `,` `;` or tab delimited (or
+Excel's `sep=` line); headers in Finnish, Swedish or English.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailer.audience.addresses import clean_line
+from mailer.errors import FileInputError
+
+FIELDS = ("email", "name", "organization", "language", "status")
+
+# Header aliases, compared case-insensitively with spaces, '-', '_' and '.' removed.
+_FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "email": (
+        "sähköposti",
+        "sahkoposti",
+        "sähköpostiosoite",
+        "sposti",
+        "epost",
+        "epostadress",
+        "email",
+        "mail",
+        "emailaddress",
+    ),
+    "name": ("nimi", "namn", "name", "fullname", "kokonimi"),
+    "organization": ("organisaatio", "organisation", "organization", "org"),
+    "language": ("kieli", "språk", "sprak", "language", "lang"),
+    "status": ("tila", "status"),
+}
+_KIND_ALIASES: dict[str, tuple[str, ...]] = {
+    "cluster": ("klusteri", "klusterit", "kluster", "klustrar", "cluster", "clusters"),
+    "municipality": ("kunta", "kunnat", "kommun", "kommuner", "municipality", "municipalities"),
+    "company": ("yritys", "yritykset", "företag", "company", "companies"),
+}
+_SEP_LINE = re.compile(r'"?sep=([,;\t|])"?[,;\t]*\r?\n')
+_BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_HEADER_NOISE = re.compile(r"[\s\-_.]+")
+
+
+def decode(data: bytes, where: str) -> tuple[str, str]:
+    """Return (text, encoding): UTF-8 with or without BOM, UTF-16 with BOM, else cp1252."""
+    if data.startswith(codecs.BOM_UTF8):
+        candidates = ["utf-8-sig"]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates = ["utf-16"]
+    else:
+        candidates = ["utf-8", "cp1252"]
+    for encoding in candidates:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        break
+    else:
+        raise FileInputError("not a text file in UTF-8 or cp1252", where=where)
+    text = text.rstrip("\x1a")  # a DOS end-of-file mark
+    bad = _BINARY.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise FileInputError(
+            f"binary data (character {ord(bad.group()):#04x}), not a CSV file",
+            where=f"{where}:{line}",
+        )
+    return text, encoding
+
+
+def sniff_delimiter(text: str) -> str:
+    """Pick `;`, tab or `,` by counting them in the header line, outside quotes."""
+    counts = {";": 0, "\t": 0, ",": 0}
+    quoted = False
+    started = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted:
+            if ch in "\r\n":
+                if started:
+                    break
+                continue
+            if ch in counts:
+                counts[ch] += 1
+            if not ch.isspace():
+                started = True
+    best = max(counts.values())
+    if best == 0:
+        return ","
+    for delimiter in (";", "\t", ","):  # Finnish Excel's `;` wins a tie
+        if counts[delimiter] == best:
+            return delimiter
+    return ","  # pragma: no cover
+
+
+def _norm_header(text: str) -> str:
+    return _HEADER_NOISE.sub("", text.casefold())
+
+
+@dataclass(frozen=True)
+class Columns:
+    fields: dict[str, int]  # field name -> column index
+    kinds: dict[int, str]  # column index -> list kind
+    attributes: dict[int, str]  # column index -> attribute key (the header as written)
+    width: int
+
+
+def map_columns(header: Sequence[str], kinds: Sequence[str], where: str) -> Columns:
+    """Recognise the header's columns; the rest become attributes."""
+    aliases: dict[str, tuple[str, str]] = {}
+    for name, words in _FIELD_ALIASES.items():
+        for word in words:
+            aliases[_norm_header(word)] = ("field", name)
+    for kind in kinds:
+        for word in (*_KIND_ALIASES.get(kind, ()), kind, kind + "s"):
+            aliases.setdefault(_norm_header(word), ("kind", kind))
+    fields: dict[str, int] = {}
+    kind_columns: dict[int, str] = {}
+    seen_kinds: dict[str, int] = {}
+    attributes: dict[int, str] = {}
+    seen_attributes: dict[str, int] = {}
+    for index, raw in enumerate(header):
+        title = clean_line(raw)
+        if not title:
+            continue  # an unnamed column (Excel's trailing ones) is ignored
+        what = aliases.get(_norm_header(title))
+        if what and what[0] == "field":
+            if what[1] in fields:
+                raise FileInputError(
+                    f"columns {fields[what[1]] + 1} and {index + 1} are both {what[1]}",
+                    where=f"{where}:1",
+                )
+            fields[what[1]] = index
+        elif what:
+            if what[1] in seen_kinds:
+                raise FileInputError(
+                    f"columns {seen_kinds[what[1]] + 1} and {index + 1} are both {what[1]}",
+                    where=f"{where}:1",
+                )
+            seen_kinds[what[1]] = index
+            kind_columns[index] = what[1]
+        else:
+            if title in seen_attributes:
+                raise FileInputError(f"column {title!r} appears twice", where=f"{where}:1")
+            seen_attributes[title] = index
+            attributes[index] = title
+    if "email" not in fields:
+        shown = ", ".join(repr(clean_line(h)) for h in header[:8])
+        raise FileInputError(
+            "no e-mail column (a header sähköposti, e-post or email); the header is " + shown,
+            where=f"{where}:1",
+        )
+    return Columns(fields, kind_columns, attributes, len(header))
+
+
+def read_rows(path: Path) -> tuple[str, str, list[list[str]]]:
+    """Read `path` as CSV: (encoding, delimiter, records). Records include blank ones."""
+    where = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileInputError("no such file", where=where) from None
+    except IsADirectoryError:
+        raise FileInputError("is a folder, not a CSV file", where=where) from None
+    except OSError as exc:
+        raise FileInputError(f"cannot read: {exc.strerror}", where=where) from None
+    if not data.strip():
+        raise FileInputError("empty file; expected a header row", where=where)
+    text, encoding = decode(data, where)
+    hint = _SEP_LINE.match(text)
+    if hint:
+        # Excel's `sep=;` first line names the delimiter; Excel does not show it as a row.
+        delimiter = hint.group(1)
+        text = text[hint.end() :]
+    else:
+        delimiter = sniff_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    records: list[list[str]] = []
+    try:
+        for record in reader:
+            records.append(record)
+    except csv.Error as exc:
+        raise FileInputError(f"broken CSV: {exc}", where=f"{where}:{reader.line_num}") from None
+    return encoding, delimiter, records
