@@ -291,7 +291,7 @@ def _check_base_url(path: Path, url: str) -> None:
 
 
 def _check_mailbox(path: Path, key: str, value: str) -> None:
-    from mailer.audience.addresses import parse_address
+    from mailer.addresses import parse_address
 
     try:
         address = parse_address(value)

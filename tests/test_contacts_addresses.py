@@ -7,7 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailer.audience.addresses import clean_line, parse_address, validate
+from mailer.addresses import clean_line, parse_address, validate
 
 LOCAL_PIECES = [
     "a", "Z", "matti", "Virtanen", ".", "..", "+", "-", "_", "!", "#", "'", '"', " ", "\\",
@@ -87,7 +87,7 @@ def test_parse_address_normalises(raw, email, key, name):
 
 
 def test_a_unicode_local_part_keeps_the_ascii_domain_for_the_wire():
-    from mailer.audience.addresses import ascii_form
+    from mailer.addresses import ascii_form
 
     address = parse_address("äiti@bücher.example")
     assert address.ascii_email is None and address.needs_smtputf8

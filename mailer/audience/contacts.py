@@ -10,14 +10,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from mailer.audience import subscriptions
-from mailer.audience.addresses import (
+from mailer.addresses import (
     ascii_form,
     clean_line,
     parse_address,
     secret_id,
     suppression_hash,
 )
+from mailer.audience import subscriptions
 from mailer.audience.languages import parse_language
 from mailer.audience.subscriptions import Event, StatusChange, last_event
 from mailer.audience.suppressions import is_forgotten

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailer.audience.addresses import (
+from mailer.addresses import (
     InvalidAddress,
     ascii_form,
     clean_line,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailer.audience.addresses import clean_line
+from mailer.addresses import clean_line
 from mailer.errors import FileInputError
 
 FIELDS = ("email", "name", "organization", "language", "status")

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mailer.audience.addresses import secret_id, suppression_hash
+from mailer.addresses import secret_id, suppression_hash
 from mailer.errors import ConfigError
 from mailer.store import contacts as q
 

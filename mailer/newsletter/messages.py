@@ -274,7 +274,7 @@ class MessageBuilder:
     """
 
     def __init__(self, config: Config, variant: Variant, *, list_message: bool = True) -> None:
-        from mailer.audience.addresses import parse_address
+        from mailer.addresses import parse_address
 
         self.variant = variant
         self.list_message = list_message

@@ -117,7 +117,7 @@ def _config_key_error(config: Config, key: str, exc: Exception) -> InputError:
 
 def _check_sender(config: Config) -> None:
     """The [sender] settings make valid From, Reply-To and List-Id headers."""
-    from mailer.audience.addresses import parse_address
+    from mailer.addresses import parse_address
     from mailer.newsletter.messages import address_header, list_id_header
 
     sender = config.sender

@@ -97,6 +97,6 @@ class NewsletterContent:
 
 def envelope_sender(config: Config) -> str:
     """The envelope sender (MAIL FROM): the sender address in its wire (IDNA) form."""
-    from mailer.audience.addresses import parse_address
+    from mailer.addresses import parse_address
 
     return parse_address(config.sender.address).wire

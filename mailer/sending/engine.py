@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from mailer.audience.subscriptions import change_status
 from mailer.config import Config
 from mailer.errors import ConflictError, LeaseHeldError
 from mailer.sending import smtp
@@ -38,7 +39,6 @@ from mailer.sending.pool import SmtpPool
 from mailer.states import CampaignStatus, ContactStatus, DeliveryStatus
 from mailer.store import Store
 from mailer.store import campaigns as q_campaigns
-from mailer.store import contacts as q_contacts
 from mailer.store import deliveries as q_deliveries
 from mailer.store.campaigns import Campaign
 from mailer.timeutil import from_db, now_utc
@@ -49,19 +49,6 @@ LEASE_RENEW_SECONDS = 20
 BATCH_SIZE = 500
 
 C, D = CampaignStatus, DeliveryStatus
-
-
-# --- the one place a send changes a contact ------------------------------------------------
-
-
-def mark_contact_bounced(
-    conn: sqlite3.Connection, contact_id: int, detail: str, now: datetime
-) -> None:
-    """The server refused this address for good (a 5xx about it): the contact is `bounced`.
-
-    The engine's only write of a contact's status; `detail` is the server's reply.
-    """
-    q_contacts.set_status(conn, contact_id, ContactStatus.BOUNCED.value, now)
 
 
 # --- a run -----------------------------------------------------------------------------------
@@ -306,7 +293,17 @@ class _Run:
         if outcome.status == smtp.REFUSED:
             self.report.refused += 1
         elif outcome.bounce and job.contact_id is not None:
-            mark_contact_bounced(conn, job.contact_id, outcome.detail, now)
+            # The one status write of a send; the status's owner checks the move and records
+            # the event (an address already unsubscribed keeps that status, the bounce is noted).
+            change_status(
+                conn,
+                job.contact_id,
+                ContactStatus.BOUNCED,
+                source="bounce",
+                now=now,
+                campaign_id=self.campaign_id,
+                detail=outcome.detail,
+            )
         self.report.failed += 1
 
     def _unknown(

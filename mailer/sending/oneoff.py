@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailer.audience.addresses import Address, parse_address
+from mailer.addresses import Address, parse_address
 from mailer.config import Config
 from mailer.errors import SmtpError
 from mailer.newsletter.messages import BuiltMessage, MessageBuilder, Recipient

@@ -101,7 +101,7 @@ def send_test(
     The message goes out as a one-off (mailer.sending.oneoff): no delivery row, and its
     unsubscribe link names no contact.
     """
-    from mailer.audience.addresses import parse_address
+    from mailer.addresses import parse_address
 
     content = content or NewsletterContent()
     target = parse_address(address)

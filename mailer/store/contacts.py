@@ -58,20 +58,6 @@ def get_contact(conn: sqlite3.Connection, contact_id: int) -> sqlite3.Row | None
     return conn.execute("SELECT * FROM contacts WHERE id = ?", (contact_id,)).fetchone()
 
 
-def set_status(conn: sqlite3.Connection, contact_id: int, status: str, now: datetime) -> bool:
-    """Change a contact's status; return False when it already had it.
-
-    Only the send run still calls this (a bounce at send); it is to call
-    `mailer.audience.subscriptions.change_status`, which records the event, instead.
-    """
-    cursor = conn.execute(
-        "UPDATE contacts SET status = ?, status_changed_at = ?, updated_at = ?"
-        " WHERE id = ? AND status != ?",
-        (status, to_db(now), to_db(now), contact_id, status),
-    )
-    return cursor.rowcount == 1
-
-
 def ensure_list(conn: sqlite3.Connection, kind: str, slug: str, name: str, now: datetime) -> int:
     """Return the id of list KIND:SLUG, creating it with display name `name`."""
     row = conn.execute("SELECT id FROM lists WHERE kind = ? AND slug = ?", (kind, slug)).fetchone()
