@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import email
 import email.policy
 import json
@@ -13,7 +12,6 @@ from pathlib import Path
 import html5lib
 import pytest
 
-import mailer.newsletter
 from mailer.errors import InputError, MailerError
 from mailer.newsletter.messages import MessageBuilder, Recipient
 from mailer.newsletter.render import render_campaign
@@ -162,38 +160,6 @@ def test_a_variant_fills_only_the_fields_it_lists():
     )
     assert again.fill("text", "A", "a@b.fi", UNSUB) == f"Link: {UNSUB}\n"
     assert Variant("en", "c", "S", "", "", "", marker).fields == FIELDS
-
-
-def _imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return names
-
-
-def test_the_newsletter_package_has_no_import_cycle():
-    # Function-level and TYPE_CHECKING imports count: a cycle hidden in a function is a cycle.
-    folder = Path(mailer.newsletter.__file__).parent
-    modules = {
-        f"mailer.newsletter.{p.stem}": p for p in folder.glob("*.py") if p.stem != "__init__"
-    }
-    edges = {name: _imports(path) & modules.keys() - {name} for name, path in modules.items()}
-    done: set[str] = set()
-
-    def visit(name: str, path: tuple[str, ...]) -> None:
-        assert name not in path, " -> ".join((*path, name))
-        if name not in done:
-            for target in sorted(edges[name]):
-                visit(target, (*path, name))
-            done.add(name)
-
-    for name in sorted(modules):
-        visit(name, ())
-    assert {"mailer.newsletter.templates", "mailer.newsletter.preview"} <= modules.keys()
 
 
 def test_hostile_content_is_escaped(workspace):

@@ -112,6 +112,13 @@ def test_scripted_server_answers_and_drops_end_in_the_right_states(workspace):
     assert set(sink.handler.dropped_at_rcpt) - deferred <= set(copies)
     bounced = store.conn.execute("SELECT email FROM contacts WHERE status = 'bounced'")
     assert {r[0] for r in bounced} == hard
+    # Each bounce went through the status's owner: an event with its source, campaign, reply.
+    events = store.conn.execute(
+        "SELECT c.email, e.action, e.source, e.campaign_id, e.detail FROM unsubscribe_events e"
+        " JOIN contacts c ON c.id = e.contact_id WHERE e.action = 'bounce'"
+    ).fetchall()
+    assert {r[0] for r in events} == hard
+    assert all(r[2] == "bounce" and r[3] is not None and "5.1.1" in r[4] for r in events)
     assert report.status == "sending"  # deferred rows remain for a later run
     next_at = store.conn.execute(
         "SELECT next_attempt_at FROM deliveries WHERE status = 'deferred'"
