@@ -136,7 +136,13 @@ def process_image(raw: bytes, *, label: str = "image", where: str | None = None)
                 data, ext, size = _encode(source, kind)
         except ImageError:
             raise
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            raise ImageError(
+                f"image {label} has too many pixels; at most"
+                f" {MAX_PIXELS // 1_000_000} million are accepted",
+                where=where,
+            ) from None
+        except (OSError, SyntaxError, ValueError) as exc:
             # UnidentifiedImageError (an OSError) is a text file named .jpg and the like.
             reason = "not a picture" if isinstance(exc, Image.UnidentifiedImageError) else exc
             raise ImageError(
