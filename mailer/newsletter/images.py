@@ -192,7 +192,11 @@ def _upright(source: PILImage.Image) -> PILImage.Image:
         new_height = max(1, round(picture.height * MAX_WIDTH / picture.width))
         if picture.mode == "P":
             picture = picture.convert("RGBA")
-        picture = picture.resize((MAX_WIDTH, new_height), Image.Resampling.LANCZOS)
+        # reducing_gap: a cheap box reduction first, then Lanczos over the last factor of 3
+        # (indistinguishable from Lanczos all the way, at a fraction of its cost).
+        picture = picture.resize(
+            (MAX_WIDTH, new_height), Image.Resampling.LANCZOS, reducing_gap=3.0
+        )
     return picture
 
 

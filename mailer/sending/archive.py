@@ -29,19 +29,23 @@ from mailer.timeutil import from_db, now_utc
 MANIFEST = ".mailer-archive"  # what the last export wrote, so that the next one can tidy up
 
 
-def _issue(row: IssueRow) -> Issue:
+def issue_from_row(row: IssueRow) -> Issue:
     return Issue(row.campaign_id, CampaignSpec.from_json(row.definition), from_db(row.published_at))
 
 
 def public_issues(conn: sqlite3.Connection) -> list[Issue]:
     """Every public issue, newest first."""
-    return [_issue(row) for row in q_archive.public_issues(conn)]
+    return [issue_from_row(row) for row in q_archive.public_issues(conn)]
 
 
-def public_issue(conn: sqlite3.Connection, name: str) -> Issue | None:
-    """The public issue `name`; None when there is none (unknown, unsent, not public)."""
-    row = q_archive.public_issue(conn, name)
-    return None if row is None else _issue(row)
+def public_issue_row(conn: sqlite3.Connection, name: str) -> IssueRow | None:
+    """The stored public issue `name`; None when there is none (unknown, unsent, withdrawn)."""
+    return q_archive.public_issue(conn, name)
+
+
+def public_issue_rows(conn: sqlite3.Connection) -> list[IssueRow]:
+    """The stored public issues, newest first."""
+    return q_archive.public_issues(conn)
 
 
 def image_data(conn: sqlite3.Connection, name: str) -> bytes | None:

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 from mailer.i18n import LANGUAGES
 from mailer.newsletter.public import Issue, Links, render_feed, render_index, render_public
 from mailer.sending import archive
+from mailer.sending.archive import IssueRow
 from mailer.web.pages import PageRoute
 from mailer.web.site import Site
 
@@ -63,6 +64,7 @@ class _Archive:
         self.links = Links.of(site.config)
         self._lock = threading.Lock()
         self._cache: dict[tuple[object, ...], bytes] = {}
+        self._issues_by_id: dict[int, Issue] = {}
 
     def _cached(self, key: tuple[object, ...], make: Callable[[], bytes]) -> bytes:
         with self._lock:
@@ -89,17 +91,34 @@ class _Archive:
 
     def _issues(self) -> list[Issue]:
         with self.site.stores.get() as store:
-            return archive.public_issues(store.conn)
+            rows = archive.public_issue_rows(store.conn)
+        return [self._issue(row) for row in rows]
+
+    def _issue(self, row: IssueRow) -> Issue:
+        """The issue of a stored row; a started campaign's definition never changes."""
+        with self._lock:
+            issue = self._issues_by_id.get(row.campaign_id)
+        if issue is None:
+            issue = archive.issue_from_row(row)
+            with self._lock:
+                self._issues_by_id[row.campaign_id] = issue
+        return issue
+
+    def _listing(self, kind: str, lang: str) -> bytes:
+        """The index page or the feed in `lang`, rendered again when the issues change."""
+        issues = self._issues()
+        key = (kind, lang, *((i.campaign_id, i.published_at) for i in issues))
+        if kind == "feed":
+            return self._cached(key, lambda: render_feed(self.config, issues, lang, self.links))
+        return self._cached(
+            key, lambda: render_index(self.config, issues, lang, self.links).encode()
+        )
 
     async def index(self, request: Request) -> Response:
         lang = self._language(request, self.links.default_language)
         if lang is None:
             return self._not_found()
-        issues = await run_in_threadpool(self._issues)
-        key = ("index", lang, *((i.campaign_id, i.published_at) for i in issues))
-        body = await run_in_threadpool(
-            self._cached, key, lambda: render_index(self.config, issues, lang, self.links).encode()
-        )
+        body = await run_in_threadpool(self._listing, "index", lang)
         return Response(body, media_type=HTML, headers={"Cache-Control": PAGE_CACHE})
 
     async def feed(self, request: Request) -> Response:
@@ -108,28 +127,30 @@ class _Archive:
             "lang" in request.path_params and lang == self.links.default_language
         ):
             return self._not_found()  # the default language's feed is feed.xml
-        issues = await run_in_threadpool(self._issues)
-        key = ("feed", lang, *((i.campaign_id, i.published_at) for i in issues))
-        body = await run_in_threadpool(
-            self._cached, key, lambda: render_feed(self.config, issues, lang, self.links)
-        )
+        body = await run_in_threadpool(self._listing, "feed", lang)
         return Response(body, media_type=ATOM, headers={"Cache-Control": PAGE_CACHE})
 
-    def _find(self, name: str) -> Issue | None:
+    def _issue_page(self, name: str, lang: str | None, wanted: str | None) -> bytes | None:
+        """The page of issue `name` in `lang` (path) or `wanted` (?lang=); None: 404."""
         with self.site.stores.get() as store:
-            return archive.public_issue(store.conn, name)
+            row = archive.public_issue_row(store.conn, name)
+        if row is None:
+            return None
+        issue = self._issue(row)
+        lang = lang or wanted or issue.default_language
+        if lang not in issue.languages:
+            return None
+        found = issue
+        return self._cached(
+            ("issue", issue.campaign_id, lang),
+            lambda: render_public(self.config, found, lang, self.links).encode(),
+        )
 
     async def issue(self, request: Request) -> Response:
-        found = await run_in_threadpool(self._find, request.path_params["name"])
-        if found is None:
-            return self._not_found()
-        issue = found
-        lang = request.path_params.get("lang") or self._language(request, issue.default_language)
-        if lang not in issue.languages:
-            return self._not_found()
+        wanted = request.query_params.get("lang")
         body = await run_in_threadpool(
-            self._cached,
-            ("issue", issue.campaign_id, lang),
-            lambda: render_public(self.config, issue, lang, self.links).encode(),
+            self._issue_page, request.path_params["name"], request.path_params.get("lang"), wanted
         )
+        if body is None:
+            return self._not_found()
         return Response(body, media_type=HTML, headers={"Cache-Control": PAGE_CACHE})
