@@ -12,21 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.archive_helpers import archived_campaign
+from tests.test_web_browser import ARGS, CHROMIUM
 from tests.web_helpers import Server
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
-]
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
 ]
 NAME = "uutiskirje-2018-11"
 

@@ -145,3 +145,24 @@ def test_campaign_create_stores_the_picture_once_and_render_previews_it_locally(
         rows = store.conn.execute("SELECT name, data, width, height FROM images").fetchall()
     assert [(r[0], r[2], r[3]) for r in rows] == [(local.name, 1200, 1600)]
     assert bytes(rows[0][1]) == local.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "GIF"])
+def test_comments_are_stripped_too(fmt):
+    out = io.BytesIO()
+    mode = "P" if fmt == "GIF" else "RGB"
+    Image.new(mode, (50, 40)).save(out, fmt, comment=b"Kuvattu: Maija, Rovaniemi")
+    assert b"Maija" in out.getvalue()
+    assert b"Maija" not in process_image(out.getvalue()).data
+
+
+def test_a_transparent_palette_png_keeps_its_transparency():
+    picture = Image.new("P", (50, 40), 1)
+    picture.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255])
+    picture.putpixel((0, 0), 2)
+    out = io.BytesIO()
+    picture.save(out, "PNG", transparency=1)  # red is transparent, the blue pixel is not
+
+    shown = _open(process_image(out.getvalue()).data).convert("RGBA")
+
+    assert shown.getpixel((1, 1))[3] == 0 and shown.getpixel((0, 0)) == (0, 0, 255, 255)

@@ -157,7 +157,7 @@ def _encode(source: PILImage.Image, kind: str) -> tuple[bytes, str, tuple[int, i
     """Return the re-encoded bytes, their extension and the final size in pixels."""
     if kind == "GIF" and getattr(source, "n_frames", 1) > 1:
         return _encode_animation(source)
-    picture = _upright(source)
+    picture = _stripped(_upright(source))
     out = io.BytesIO()
     if kind == "GIF":
         picture.save(out, "GIF", optimize=True)
@@ -166,13 +166,21 @@ def _encode(source: PILImage.Image, kind: str) -> tuple[bytes, str, tuple[int, i
     if kind == "PNG" or (kind == "WEBP" and transparent):
         if picture.mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):
             picture = picture.convert("RGBA" if transparent else "RGB")
-        picture.info.clear()  # text chunks, EXIF and ICC stay behind
         picture.save(out, "PNG", optimize=True)
         return out.getvalue(), "png", picture.size
     if picture.mode not in ("L", "RGB"):
         picture = picture.convert("RGB")
     picture.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
     return out.getvalue(), "jpg", picture.size
+
+
+def _stripped(picture: PILImage.Image) -> PILImage.Image:
+    """Drop what Pillow would write back from `info`: comments, EXIF, ICC, text chunks.
+
+    Only transparency stays (a palette picture's transparent colour is pixels, not metadata).
+    """
+    picture.info = {k: v for k, v in picture.info.items() if k == "transparency"}
+    return picture
 
 
 def _upright(source: PILImage.Image) -> PILImage.Image:
@@ -240,7 +248,7 @@ def _encode_animation(source: PILImage.Image) -> tuple[bytes, str, tuple[int, in
         if picture.width > MAX_WIDTH:
             height = max(1, round(picture.height * MAX_WIDTH / picture.width))
             picture = picture.resize((MAX_WIDTH, height), Image.Resampling.LANCZOS)
-        frames.append(picture)
+        frames.append(_stripped(picture))
     out = io.BytesIO()
     frames[0].save(
         out,
