@@ -74,6 +74,11 @@ class DefaultsConfig:
 
 
 @dataclass(frozen=True)
+class ArchiveConfig:
+    default: bool = False  # a campaign without an `archive` key is public only when this is
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     sender: SenderConfig
@@ -83,6 +88,7 @@ class Config:
     defaults: DefaultsConfig
     list_kinds: tuple[str, ...]
     dkim: DkimConfig | None = None
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     environ: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -167,8 +173,9 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     },
     "defaults": {"language": (str, "fi"), "max_late_hours": (float, 24.0)},
     "lists": {"kinds": (list, list(DEFAULT_KINDS))},
+    "archive": {"default": (bool, False)},
 }
-_OPTIONAL_SECTIONS = {"dkim", "smtp", "database", "defaults", "lists"}
+_OPTIONAL_SECTIONS = {"dkim", "smtp", "database", "defaults", "lists", "archive"}
 
 
 def find_config_path(explicit: str | Path | None, environ: dict[str, str]) -> Path:
@@ -246,6 +253,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         defaults=DefaultsConfig(**values["defaults"]),
         list_kinds=tuple(kinds),
         dkim=dkim,
+        archive=ArchiveConfig(**values["archive"]),
         environ=env,
     )
 
@@ -329,7 +337,13 @@ def _section(path: Path, section: str, table: Any) -> dict[str, Any]:
     return out
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    bool: "true or false",
+}
 
 
 def _bad(path: Path, key: str, message: str) -> ConfigError:
@@ -374,4 +388,7 @@ path = "mailer.db"
 [defaults]
 language = "fi"
 max_late_hours = 24
+
+[archive]
+default = false                 # a campaign is public only with `archive = true` (or this)
 """

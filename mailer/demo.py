@@ -44,6 +44,7 @@ class DemoReport:
     maildir_count: int = 0
     recipients: int = 0
     unsubscribe_url: str = ""
+    archive_url: str = ""  # the issue's public copy, once `mailer serve` runs
 
 
 def run_demo(
@@ -76,7 +77,7 @@ def run_demo(
     news = directory / "news"
     news.mkdir(exist_ok=True)
     for source in sorted(DEMO_CONTENT.iterdir()):
-        if source.suffix in (".md", ".toml"):
+        if source.suffix in (".md", ".toml", ".jpg"):
             shutil.copyfile(source, news / source.name)
 
     with Store(config.database_path) as store:
@@ -106,6 +107,9 @@ def run_demo(
                 store, send_config, spec.name, options=SendOptions(), progress=progress
             )
         report.sent_now = result.sent
+        # --- the public archive: the demo's issue says `archive = true` -------------------
+        if spec.archive:
+            report.archive_url = f"{config.web.base_url}/archive/{spec.name}"
         report.already_sent = result.nothing_to_do
         stats = campaign_stats(store, spec.name)
         report.recipients = stats.recipients

@@ -90,6 +90,8 @@ def demo(
     say(f"Stats       mailer --config {_relative(cfg)} stats {report.campaign}")
     say(f"Unsubscribe mailer --config {_relative(cfg)} serve   # then open:")
     say(f"            {report.unsubscribe_url}")
+    if report.archive_url:
+        say(f"Archive     {report.archive_url}   (the public copy, with the same serve)")
 
 
 def _relative(path: Path | None) -> str:

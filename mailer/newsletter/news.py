@@ -6,7 +6,7 @@ title = "Strategic priorities 2018-2022 published"
 date = 2018-11-06
 lang = "en"
 summary = "About 100 cluster actors met at the University of Lapland."
-image = "https://example.org/photo.jpg"
+image = "kuva.jpg"                 # a file beside the item, or an https URL
 image_alt = "Cluster actors in the lecture hall"
 link = "https://www.lapinliitto.fi/..."
 author = "Regional Council of Lapland"
@@ -15,7 +15,9 @@ Body in **Markdown**.
 ```
 
 Raw HTML in the body is shown as text unless the item sets `html = true`. Every error names
-`file:line`.
+`file:line`. A picture given as a file is processed by `mailer.newsletter.images` when the
+item is loaded: the item keeps its stored name and size, and the processed bytes ride along
+(`picture`, never serialised) until `campaign create` stores them.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ import re
 import sys
 import textwrap
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from mailer.errors import TemplateError
 from mailer.i18n import LANGUAGES
+from mailer.newsletter.images import StoredImage, load_image
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -65,9 +68,13 @@ class NewsItem:
     body_markdown: str
     body_html: str
     body_text: str
+    image_file: str = ""  # the processed picture's stored name, when `image` is a file
+    image_width: int = 0  # its size in pixels
+    image_height: int = 0
+    picture: StoredImage | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "picture"}
         data["date"] = self.date.isoformat()
         return data
 
@@ -87,11 +94,14 @@ def load_item(path: Path) -> NewsItem:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise NewsItemError("not UTF-8 text", where=f"{path}:{line}") from None
-    return parse_item(text, str(path))
+    return parse_item(text, str(path), folder=path.parent)
 
 
-def parse_item(text: str, source: str) -> NewsItem:
-    """Check and render the news item `text` (`source` names it in errors)."""
+def parse_item(text: str, source: str, *, folder: Path | None = None) -> NewsItem:
+    """Check and render the news item `text` (`source` names it in errors).
+
+    A picture file named by `image` is looked up in `folder` (the item's own folder).
+    """
     front_lines, meta, body = _front_matter(text, source)
 
     def where(key: str) -> str:
@@ -110,11 +120,11 @@ def parse_item(text: str, source: str) -> NewsItem:
             raise NewsItemError(f"{key} is required", where=f"{source}:1")
     values = _string_values(meta, where)
     day = _item_date(meta["date"], where)
-    for key in ("image", "link"):
-        if values[key] and not re.match(r"^https?://[^\s<>\"]+$", values[key]):
-            raise NewsItemError(f"{key} must be an http(s) URL", where=where(key))
+    if values["link"] and not _URL.match(values["link"]):
+        raise NewsItemError("link must be an http(s) URL", where=where("link"))
     if values["image"] and not values["image_alt"]:
         raise NewsItemError("image_alt is required when image is set", where=where("image"))
+    picture = _picture(values["image"], folder, where("image")) if values["image"] else None
     allow_html = meta.get("html", False)
     if not isinstance(allow_html, bool):
         raise NewsItemError("html must be true or false", where=where("html"))
@@ -134,7 +144,24 @@ def parse_item(text: str, source: str) -> NewsItem:
         body_markdown=body,
         body_html=body_html,
         body_text=body_text,
+        image_file=picture.name if picture else "",
+        image_width=picture.width if picture else 0,
+        image_height=picture.height if picture else 0,
+        picture=picture,
     )
+
+
+_URL = re.compile(r"^https?://[^\s<>\"]+$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|^//")
+
+
+def _picture(image: str, folder: Path | None, where: str) -> StoredImage | None:
+    """The processed picture file `image` names, or None when `image` is an http(s) URL."""
+    if _URL.match(image):
+        return None
+    if _SCHEME.match(image):
+        raise NewsItemError("image must be a file beside the item or an http(s) URL", where=where)
+    return load_image((folder or Path(".")) / image, where=where)
 
 
 def _front_matter(text: str, source: str) -> tuple[list[str], dict[str, Any], str]:

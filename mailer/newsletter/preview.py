@@ -79,8 +79,12 @@ def write_previews(
     """
     make_out_dir(out_dir)
     variants = render_campaign(config, spec)
-    secret = config.secret()
+    # The HTML files show the pictures from beside them (m/FILE), before anything is
+    # published; the sample messages link them where `mailer serve` will publish them.
+    local = render_campaign(config, spec, image_base="m") if spec.images else variants
+    pictures = _write_pictures(spec, out_dir)
     files: list[Path] = []
+    secret = config.secret()
     samples: dict[str, str] = {}
     warnings: list[str] = []
     for lang, variant in variants.items():
@@ -94,7 +98,7 @@ def write_previews(
         html_path = out_dir / f"index.{lang}.html"
         text_path = out_dir / f"index.{lang}.txt"
         eml_path = out_dir / f"sample.{lang}.eml"
-        html = variant.fill("html", name, email, url)
+        html = local[lang].fill("html", name, email, url)
         if len(html.encode("utf-8")) > GMAIL_CLIP_BYTES:
             size = len(html.encode("utf-8")) // 1024
             warnings.append(
@@ -107,4 +111,16 @@ def write_previews(
         eml_path.write_bytes(message.data)
         files += [html_path, text_path, eml_path]
         samples[lang] = email
-    return PreviewReport(files, samples, warnings)
+    return PreviewReport(files + pictures, samples, warnings)
+
+
+def _write_pictures(spec: CampaignSpec, out_dir: Path) -> list[Path]:
+    """Write the campaign's processed pictures into out_dir/m/ (what will be published)."""
+    written = []
+    if spec.images:
+        (out_dir / "m").mkdir(exist_ok=True)
+    for name, picture in sorted(spec.images.items()):
+        path = out_dir / "m" / name
+        path.write_bytes(picture.data)
+        written.append(path)
+    return written

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailer.errors import TemplateError
 from mailer.i18n import format_date, text
+from mailer.newsletter.images import display_size
 from mailer.newsletter.templates import load_templates
 from mailer.newsletter.variant import Variant, used_fields
 from mailer.newsletter.variant import placeholder as _placeholder
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from mailer.config import Config
+    from mailer.newsletter.news import NewsItem
     from mailer.newsletter.spec import CampaignSpec
 
 
@@ -50,12 +52,20 @@ def _render(template: jinja2.Template, context: dict[str, Any]) -> str:
         raise TemplateError(f"template failed: {message}", where=where) from None
 
 
-def render_campaign(config: Config, spec: CampaignSpec) -> dict[str, Variant]:
-    """Render and CSS-inline the campaign once per language that has items."""
+def render_campaign(
+    config: Config, spec: CampaignSpec, *, image_base: str | None = None
+) -> dict[str, Variant]:
+    """Render and CSS-inline the campaign once per language that has items.
+
+    Pictures from files are linked at `{image_base}/{file}` (default `{base_url}/m`, where
+    `mailer serve` publishes them; a preview passes its local folder).
+    """
     html_template, text_template = load_templates(config, spec.template)
     variants: dict[str, Variant] = {}
     for lang in spec.languages:
-        variants[lang] = render_variant(config, spec, lang, html_template, text_template)
+        variants[lang] = render_variant(
+            config, spec, lang, html_template, text_template, image_base=image_base
+        )
     return variants
 
 
@@ -67,12 +77,13 @@ def render_variant(
     text_template: jinja2.Template | None = None,
     *,
     marker: str | None = None,
+    image_base: str | None = None,
 ) -> Variant:
     """Render one language of the campaign (Jinja2 + premailer) into a Variant."""
     if html_template is None or text_template is None:
         html_template, text_template = load_templates(config, spec.template)
     marker = marker or secrets.token_hex(6)
-    context = build_context(config, spec, lang, marker)
+    context = build_context(config, spec, lang, marker, image_base=image_base)
     html = inline_css(_render(html_template, context)).replace("\r\n", "\n")
     text_body = _clean_text(_render(text_template, context))
     return Variant(
@@ -87,12 +98,33 @@ def render_variant(
     )
 
 
-def build_context(config: Config, spec: CampaignSpec, lang: str, marker: str) -> dict[str, Any]:
+# The default template's text column: 600 px less 2 × 32 px padding. A picture's width and
+# height attributes fit it (Outlook for Windows sizes pictures by the attributes alone).
+IMAGE_COLUMN = 536
+
+
+def issue_path(name: str, lang: str, default_language: str) -> str:
+    """The public copy's path: `/archive/NAME` (its default language) or `/archive/NAME/LANG`."""
+    return f"/archive/{name}" if lang == default_language else f"/archive/{name}/{lang}"
+
+
+def _image_fields(item: NewsItem, image_base: str) -> dict[str, Any]:
+    if not item.image_file:
+        return {"image": item.image, "image_width": 0, "image_height": 0}
+    width, height = display_size(item.image_width, item.image_height, IMAGE_COLUMN)
+    url = f"{image_base}/{item.image_file}"
+    return {"image": url, "image_width": width, "image_height": height}
+
+
+def build_context(
+    config: Config, spec: CampaignSpec, lang: str, marker: str, *, image_base: str | None = None
+) -> dict[str, Any]:
     """The template context; recipient fields are placeholders filled in per message."""
     from markupsafe import Markup
 
     from mailer.newsletter.news import render_markdown
 
+    images = f"{config.web.base_url}/m" if image_base is None else image_base
     intro_html, intro_text = render_markdown(spec.intro.get(lang, "")) if spec.intro else ("", "")
     items = [
         {
@@ -100,7 +132,7 @@ def build_context(config: Config, spec: CampaignSpec, lang: str, marker: str) ->
             "date": format_date(item.date, lang),
             "date_iso": item.date.isoformat(),
             "summary": item.summary,
-            "image": item.image,
+            **_image_fields(item, images),
             "image_alt": item.image_alt,
             "link": item.link,
             "author": item.author,
@@ -134,6 +166,15 @@ def build_context(config: Config, spec: CampaignSpec, lang: str, marker: str) ->
             "email": _placeholder("email", marker),
         },
         "unsubscribe_url": _placeholder("unsubscribe_url", marker),
+        # "View in a browser": the issue's public copy, the same for every reader of `lang`.
+        "archive_url": (
+            config.web.base_url + issue_path(spec.name, lang, spec.fallback_language())
+            if spec.archive
+            else ""
+        ),
+        "public": False,  # the archive's copy (mailer.newsletter.public) sets these two
+        "subscribe_url": "",
+        "archive_index_url": "",
     }
 
 
@@ -151,6 +192,10 @@ def inline_css(html: str) -> str:
         allow_network=False,
         cssutils_logging_level=logging.CRITICAL,
         disable_validation=True,
+        # Keep the template's width/height attributes: premailer would overwrite them from
+        # the CSS (a picture's width="536" became width="100%"), and Outlook for Windows
+        # sizes pictures and tables by the attributes alone.
+        disable_basic_attributes=["width", "height"],
     ).transform()
     if not out.lstrip().lower().startswith("<!doctype"):
         out = "<!DOCTYPE html>\n" + out

@@ -9,6 +9,7 @@ template = "newsletter"                             # default
 items = ["news/priorities.fi.md", "news/priorities.en.md"]
 intro = "Hyvä lukija, ..."                          # optional; a string or a table per language
 send_at = 2018-11-07T09:00:00                       # optional; no offset = Europe/Helsinki
+archive = true                                      # optional; default [archive] default
 ```
 
 Errors name the file and the key. The segment is only checked for form here; `campaign
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailer.errors import FileInputError, TemplateError
 from mailer.i18n import LANGUAGES
+from mailer.newsletter.images import StoredImage
 from mailer.newsletter.news import NewsItem, load_item
 from mailer.newsletter.templates import load_templates
 from mailer.newsletter.variant import fallback_language
@@ -41,7 +43,17 @@ if TYPE_CHECKING:
     from mailer.config import Config
 
 LOCAL_ZONE = "Europe/Helsinki"
-_KNOWN = ("name", "subject", "preheader", "segment", "template", "items", "intro", "send_at")
+_KNOWN = (
+    "name",
+    "subject",
+    "preheader",
+    "segment",
+    "template",
+    "items",
+    "intro",
+    "send_at",
+    "archive",
+)
 _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # A campaign's name is its identifier on the command line and a folder name (dry-run/NAME/).
 CAMPAIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -68,6 +80,12 @@ class CampaignSpec:
     send_at: datetime | None = None  # aware, UTC
     source: Path | None = None
     default_language: str = "fi"
+    archive: bool = False  # published in the public archive once sending starts
+
+    @property
+    def images(self) -> dict[str, StoredImage]:
+        """The processed pictures of the items loaded from files (name -> picture)."""
+        return {item.picture.name: item.picture for item in self.items if item.picture}
 
     @property
     def languages(self) -> list[str]:
@@ -96,6 +114,7 @@ class CampaignSpec:
                 "send_at": self.send_at.isoformat() if self.send_at else None,
                 "source": str(self.source) if self.source else None,
                 "default_language": self.default_language,
+                "archive": self.archive,
             },
             ensure_ascii=False,
             sort_keys=True,
@@ -115,6 +134,7 @@ class CampaignSpec:
             send_at=datetime.fromisoformat(data["send_at"]) if data.get("send_at") else None,
             source=Path(data["source"]) if data.get("source") else None,
             default_language=data.get("default_language", "fi"),
+            archive=bool(data.get("archive", False)),
         )
 
 
@@ -152,6 +172,9 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
     intro = _per_language(data.get("intro", ""), "intro", needed, bad)
 
     send_at = _send_at(data.get("send_at"), bad)
+    archive = data.get("archive", config.archive.default)
+    if not isinstance(archive, bool):
+        raise bad("archive", "must be true or false")
     try:
         _check_template(config, template)
     except TemplateError as exc:
@@ -170,6 +193,7 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
         send_at=send_at,
         source=path.absolute(),
         default_language=config.defaults.language,
+        archive=archive,
     )
 
 

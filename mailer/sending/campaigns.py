@@ -18,6 +18,7 @@ from mailer.errors import ConfigError, ConflictError, InputError, NotFoundError,
 from mailer.sending.content import Clock, Content, NewsletterContent
 from mailer.states import CampaignStatus
 from mailer.store import Store
+from mailer.store import archive as q_archive
 from mailer.store import campaigns as q_campaigns
 from mailer.store import deliveries as q_deliveries
 from mailer.store.campaigns import Campaign
@@ -197,6 +198,8 @@ def create_campaign(
             compile_segment(conn, spec.segment, config.list_kinds)
         except SegmentError as exc:
             raise SegmentError(exc.message, where=f"{path}: segment") from None
+        pictures = spec.images.values()  # stored with the campaign: what is previewed is sent
+        q_archive.insert_images(conn, [(p.name, p.data, p.width, p.height) for p in pictures], now)
         existing = q_campaigns.get_campaign_by_name(conn, spec.name)
         if existing is None:
             q_campaigns.insert_campaign(
