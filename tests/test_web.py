@@ -26,7 +26,7 @@ from tests.web_helpers import (
     insert_campaign_for_tests,
 )
 
-OLD_SECRET = "the-secret-before-rotation"
+OLD_SECRET = "the-secret-before-rotation-in-november"
 
 
 @pytest.fixture(scope="module")
