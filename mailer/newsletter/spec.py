@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailer.errors import FileInputError, TemplateError
+from mailer.files import read_limited
 from mailer.i18n import LANGUAGES
 from mailer.newsletter.news import NewsItem, load_item
 from mailer.newsletter.templates import load_templates
@@ -175,10 +176,7 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     where = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CampaignFileError(f"cannot read campaign file: {exc.strerror}", where=where) from None
+    raw = read_limited(path, "campaign file", CampaignFileError)
     try:
         return tomllib.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
