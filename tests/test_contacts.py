@@ -188,7 +188,12 @@ def test_forget_survives_a_secret_rotation(workspace):
     workspace.cli("contacts", "add", "a@example.com")
     workspace.cli("contacts", "forget", "a@example.com")
     workspace.set_config("web", "previous_secrets", '["test-secret-not-for-production-use-only"]')
-    res = workspace.cli("contacts", "add", "a@example.com", env={"MAILER_SECRET": "a-new-secret"})
+    res = workspace.cli(
+        "contacts",
+        "add",
+        "a@example.com",
+        env={"MAILER_SECRET": "a-new-secret-0123456789abcdefghijkl"},
+    )
     assert res.exit_code == 2
 
 
@@ -249,7 +254,7 @@ def test_a_forgotten_address_stays_forgotten_after_init_force(workspace, tmp_pat
 def test_a_dropped_secret_is_refused_instead_of_unforgetting(workspace):
     assert workspace.cli("contacts", "add", "poistettu@example.org").exit_code == 0
     assert workspace.cli("contacts", "forget", "poistettu@example.org").exit_code == 0
-    rotated = {"MAILER_SECRET": "a-new-secret-without-the-old-one"}
+    rotated = {"MAILER_SECRET": "a-new-secret-without-the-old-one-0123456789"}
     res = workspace.cli("contacts", "add", "poistettu@example.org", env=rotated)
     assert res.exit_code == 2
     assert "previous_secrets" in res.stderr and res.stderr.count("\n") == 1

@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from mailer.addresses import (
     ascii_form,
+    check_printable,
     clean_line,
     parse_address,
     secret_id,
@@ -116,8 +117,8 @@ def add_contact(
     from mailer.store import contacts as q
 
     address = parse_address(email)
-    name = clean_line(name) or address.display_name
-    organization = clean_line(organization)
+    name = clean_line(check_printable(name, "the name")) or address.display_name
+    organization = clean_line(check_printable(organization, "the organisation"))
     lang = _check_language(language)
     refs = [parse_list_ref(text, config.list_kinds) for text in lists]
     with store.transaction() as conn:

@@ -22,6 +22,7 @@ from mailer.addresses import (
     InvalidAddress,
     ascii_form,
     clean_line,
+    has_control,
     parse_address,
     suppression_hash,
 )
@@ -159,6 +160,9 @@ def _parse_row(
         cells = [cell.strip() for cell in record]  # no line break or double space anywhere
     else:
         cells = [clean_line(cell) if cell else "" for cell in record]
+        bad = next((cell for cell in cells if has_control(cell)), None)
+        if bad is not None:  # C1 controls and bidi overrides (C0 ones fail the whole file)
+            raise _Invalid("", "a cell contains a control character")
     if "'" in joined:  # CSV written by the tool: drop the `'` it put before a formula
         cells = [plain_cell(cell) for cell in cells]
     if len(cells) < width:

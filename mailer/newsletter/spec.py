@@ -26,6 +26,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailer.addresses import has_control
 from mailer.errors import FileInputError, TemplateError
 from mailer.files import read_limited
 from mailer.i18n import LANGUAGES
@@ -223,10 +224,10 @@ def _items(path: Path, raw_items: Any, bad: _Bad) -> list[NewsItem]:
 def _subject(value: Any, needed: list[str], bad: _Bad) -> dict[str, str]:
     subject = _per_language(value, "subject", needed, bad, required=True)
     for lang, text in subject.items():
-        if "\r" in text or "\n" in text:
+        if has_control(text):  # a subject reaches terminals and headers
             raise bad(
                 f"subject.{lang}" if isinstance(value, dict) else "subject",
-                "must be one line (no CR or LF)",
+                "must be one line of plain text (no CR, LF or control characters)",
             )
         subject[lang] = text.strip()
         if not subject[lang]:
