@@ -251,10 +251,16 @@ def open_error(exc: sqlite3.Error, path: Path) -> MailerError:
     return database_error(exc, path)
 
 
+def is_busy(exc: sqlite3.Error) -> bool:
+    """True when another connection held the database past the busy timeout."""
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
 def database_error(exc: sqlite3.Error, path: str | Path) -> DatabaseError:
     """Translate an sqlite3 error met during the work into one line naming the database."""
     text = str(exc) or type(exc).__name__
-    if "locked" in text or "busy" in text:
+    if is_busy(exc):
         text += " (another process kept writing to it; try again)"
     return DatabaseError(text, where=str(path))
 
