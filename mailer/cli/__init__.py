@@ -103,4 +103,13 @@ app.add_typer(campaign.app, name="campaign")
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line (the `mailer` console script)."""
-    app(args=argv if argv is not None else sys.argv[1:], prog_name="mailer")
+    args = argv if argv is not None else sys.argv[1:]
+    for number, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            # Bytes that are not UTF-8 arrive as lone surrogates, which no part can store.
+            shown = arg.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+            sys.stderr.write(f"Error: argument {number} is not UTF-8 text: {shown}\n")
+            raise SystemExit(2) from None
+    app(args=args, prog_name="mailer")
