@@ -537,6 +537,11 @@ def test_the_access_log_masks_every_token_route(server, campaign, person):
     server.request("GET", f"/{future}")
     server.request("GET", "/x/maija@example.com")
     server.request("GET", f"/x/{uuid.uuid4()}")
+    # doubled slashes and dot segments around a token route's slot
+    odd = ("short", "kissa-koira", t)
+    for shape in ("//u/{}", "/u//{}", "//u//{}", "/u/./{}", "///confirm///{}/x"):
+        for tok in odd:
+            server.request("GET", shape.format(tok))
     server.request("GET", "/archive/2026-11-marraskuun-uutiset")  # a name, not a token
     log = server.log_with('"GET /archive/2026-11-marraskuun-uutiset" 404')
     for prefix in ("u", "p", "confirm", "l"):
@@ -545,7 +550,9 @@ def test_the_access_log_masks_every_token_route(server, campaign, person):
     assert '"GET /x/***/y" 404' in log and '"GET /***" 404' in log
     assert log.count('"GET /x/***" 404') == 2  # the address and the UUID
     assert '"GET /archive/2026-11-marraskuun-uutiset" 404' in log
-    for secret_text in (t, t[:16], future, future[:16], "short", "maija", "@"):
+    assert '"GET //u/***" 404' in log and '"GET /u//***" 404' in log
+    assert '"GET /u/./***" 404' in log and '"GET ///confirm///***/x" 404' in log
+    for secret_text in (t, t[:16], future, future[:16], "short", "kissa", "maija", "@"):
         assert secret_text not in log, secret_text
 
 
