@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from mailer.cli import campaign, contacts, lists, render, segments, send, serve, workspace
-from mailer.cli._common import State, get_config, opened_database, state
+from mailer.cli._common import State, csv_delimiter, get_config, opened_database, state
 
 if TYPE_CHECKING:
     from mailer.errors import MailerError
@@ -27,6 +27,7 @@ class _MailerGroup(TyperGroup):
         from mailer.errors import MailerError
 
         opened = opened_database.set(None)
+        delimiter = csv_delimiter.set(";")
         try:
             return super().invoke(ctx)
         except MailerError as exc:
@@ -46,6 +47,7 @@ class _MailerGroup(TyperGroup):
             ctx.exit(error.exit_code)
         finally:
             opened_database.reset(opened)
+            csv_delimiter.reset(delimiter)
 
 
 def _database_error(exc: sqlite3.Error, ctx: typer.Context) -> MailerError:
