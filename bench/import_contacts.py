@@ -46,7 +46,7 @@ AREAS = [
 ]
 FIRST = ["Aino", "Eero", "Helmi", "Máret", "Niillas", "Karin", "Björn", "Sunná", "Pekka", "Outi"]
 LAST = ["Aikio", "Mäkelä", "Öberg", "Somby", "Heikkilä", "Näkkäläjärvi", "Lindqvist", "Rautio"]
-SECRET = "bench-secret"
+SECRET = "bench-secret-0123456789abcdefghijklmnop"
 LAST_CPU = 0.0  # CPU seconds (user + system) of the last `mailer` subprocess
 
 

@@ -91,7 +91,7 @@ def main() -> None:
     logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
 
     tmp = Path(tempfile.mkdtemp(prefix="mailer-bench-"))
-    env = {"MAILER_SECRET": "bench"}
+    env = {"MAILER_SECRET": "bench-secret-0123456789abcdefghijklmnop"}
     init_workspace(tmp / "ws", environ=env)
     shutil.copytree(ROOT / "tests" / "data" / "newsletter", tmp / "ws" / "c")
     config = load_config(tmp / "ws" / "mailer.toml", env)

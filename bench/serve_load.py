@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-SECRET = "bench-secret"
+SECRET = "bench-secret-0123456789abcdefghijklmnop"
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

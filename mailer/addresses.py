@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from email.utils import parseaddr
 from typing import Any
 
-from mailer.errors import AddressError
+from mailer.errors import AddressError, InputError
 
 
 class InvalidAddress(AddressError):
@@ -92,20 +92,48 @@ def validate(addr: str) -> tuple[str, str | None, str, str]:
     return info.local_part, info.ascii_local_part, info.domain, info.ascii_domain
 
 
+_NAME_AND_ADDRESS = re.compile(r"(?P<name>[^<>]*)<(?P<address>[^<>]*)>")
+_QUOTED = re.compile(r'"(?P<text>(?:[^"\\]|\\.)*)"')
+_ONE_FORM = "one address, optionally as Name <address>"
+
+
+def _split(text: str) -> tuple[str, str]:
+    """(display name, address) of `address` or `Name <address>`; anything else is refused.
+
+    Strict on purpose (PRODUCT.md "Safe by default"): `parseaddr` and friends drop or glue
+    what does not fit (`old@x <new@x>` → `old@x`), which silently changes who gets mail.
+    """
+    if "<" not in text and ">" not in text:
+        if any(ch.isspace() for ch in text):
+            raise AddressError(f"{text!r} holds more than {_ONE_FORM}")
+        return "", text
+    match = _NAME_AND_ADDRESS.fullmatch(text)
+    if match is None:
+        raise AddressError(f"{text!r} holds more than {_ONE_FORM}")
+    name, address = match.group("name").strip(), match.group("address").strip()
+    quoted = _QUOTED.fullmatch(name)
+    if quoted:
+        name = re.sub(r"\\(.)", r"\1", quoted.group("text"))
+    elif '"' in name or "@" in name:
+        raise AddressError(f"{text!r} holds more than {_ONE_FORM}")
+    if not address or any(ch.isspace() for ch in address):
+        raise AddressError(f"{text!r}: <{address}> is not {_ONE_FORM}")
+    return clean_line(name), address
+
+
 def parse_address(raw: str) -> Address:
-    """Validate `raw` (an address or `Name <address>`) and return its normalised form."""
+    """Validate `raw` (an address or `Name <address>`) and return its normalised form.
+
+    A line break, a control character, a second address or any text outside those two
+    forms makes it invalid (AddressError): nothing is shortened or glued together.
+    """
     v = _email_validator()
-    text = clean_line(raw)
+    text = raw.strip()
     if not text:
         raise AddressError("empty e-mail address")
-    display = ""
-    if "<" in text and text.endswith(">"):
-        display, addr = parseaddr(text)
-        if not addr:
-            raise AddressError(f"{text!r} is not an e-mail address")
-        display = clean_line(display)
-    else:
-        addr = text
+    if has_control(text):
+        raise AddressError(f"{text!r} contains a line break or a control character")
+    display, addr = _split(text)
     try:
         local, ascii_local, domain, ascii_domain = validate(addr)
     except v.EmailNotValidError as exc:
@@ -113,6 +141,32 @@ def parse_address(raw: str) -> Address:
     ascii_email = f"{ascii_local}@{ascii_domain}" if ascii_local and ascii_domain else None
     key = f"{local.casefold()}@{ascii_domain.lower()}"
     return Address(f"{local}@{domain}", ascii_email, key, display)
+
+
+# C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def has_control(text: str) -> bool:
+    """True when `text` holds a control character (an escape sequence starts with one)."""
+    return _CONTROL.search(text) is not None
+
+
+def check_printable(value: str, option: str) -> str:
+    """`value` when it is safe to print on a terminal; else InputError naming `option`.
+
+    Names, organisations and subjects reach terminals and logs: an escape sequence in one
+    (`\\e]0;…\\a` retitles the window, `\\e[2J` clears it) is refused, as `import` refuses
+    such bytes in a file. A line break is not refused here: callers fold it into a space.
+    """
+    stripped = value.replace("\r", " ").replace("\n", " ")
+    found = _CONTROL.search(stripped)
+    if found:
+        raise InputError(
+            f"{option} contains a control character ({ord(found.group()):#04x});"
+            " names and organisations must be plain text"
+        )
+    return value
 
 
 def ascii_form(address: Address) -> str:

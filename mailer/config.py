@@ -71,6 +71,7 @@ class DkimConfig:
 class DefaultsConfig:
     language: str
     max_late_hours: float
+    csv_delimiter: str = ";"
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,11 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "selector": (str, _REQUIRED),
         "private_key": (str, _REQUIRED),
     },
-    "defaults": {"language": (str, "fi"), "max_late_hours": (float, 24.0)},
+    "defaults": {
+        "language": (str, "fi"),
+        "max_late_hours": (float, 24.0),
+        "csv_delimiter": (str, ";"),
+    },
     "lists": {"kinds": (list, list(DEFAULT_KINDS))},
     "archive": {"default": (bool, False)},
 }
@@ -200,7 +205,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # Notepad writes a BOM
     except UnicodeDecodeError:
         raise ConfigError("not UTF-8 text", where=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
@@ -242,6 +247,8 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         if not isinstance(secret, str):
             raise _bad(path, "web.previous_secrets", "must be a list of strings")
 
+    _check_safety(path, values, env)
+
     web = dict(values["web"], base_url=base_url)
     web["previous_secrets"] = tuple(web["previous_secrets"])
     return Config(
@@ -256,6 +263,54 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         archive=ArchiveConfig(**values["archive"]),
         environ=env,
     )
+
+
+# --- safe by default (PRODUCT.md): secrets, cleartext SMTP, CSV ---------------------------
+
+MIN_SECRET_LENGTH = 32
+CSV_DELIMITERS = {";": "';'", ",": "','", "\t": "'\\t' (tab)"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1): traffic that stays here."""
+    import ipaddress
+
+    name = host.strip().rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_safety(path: Path, values: dict[str, dict[str, Any]], env: dict[str, str]) -> None:
+    smtp = values["smtp"]
+    if smtp["security"] == "none" and not is_loopback(smtp["host"]):
+        raise _bad(
+            path,
+            "smtp.security",
+            f'"none" sends mail and the password in clear: allowed only to a loopback host'
+            f' (localhost, 127.0.0.1), not {smtp["host"]}; use "starttls" or "tls"',
+        )
+    web = values["web"]
+    secrets = [("web.secret", web["secret"])]
+    if web["secret_env"] and env.get(web["secret_env"]):
+        secrets.append((f"${web['secret_env']}", env[web["secret_env"]]))
+    secrets += [("web.previous_secrets", s) for s in web["previous_secrets"]]
+    for key, secret in secrets:
+        if isinstance(secret, str) and secret and len(secret) < MIN_SECRET_LENGTH:
+            where = str(path) if key.startswith("web.") else None
+            raise ConfigError(
+                f"{key} is {len(secret)} characters; a secret needs at least"
+                f" {MIN_SECRET_LENGTH} (make one with: python3 -c"
+                f" 'import secrets; print(secrets.token_urlsafe(32))')",
+                where=where,
+            )
+    if values["defaults"]["csv_delimiter"] not in CSV_DELIMITERS:
+        raise _bad(
+            path, "defaults.csv_delimiter", f"must be one of {', '.join(CSV_DELIMITERS.values())}"
+        )
 
 
 def _check_smtp(path: Path, smtp: dict[str, Any]) -> None:
@@ -363,7 +418,7 @@ list_id = "arcticsmartness.eu"
 [smtp]
 host = "localhost"
 port = 587
-security = "starttls"           # starttls | tls | none
+security = "starttls"           # starttls | tls | none (none: only to localhost)
 username = ""
 password_env = "MAILER_SMTP_PASSWORD"
 timeout = 30
@@ -388,6 +443,7 @@ path = "mailer.db"
 [defaults]
 language = "fi"
 max_late_hours = 24
+csv_delimiter = ";"             # CSV the tool writes (Finnish and Swedish Excel expect ;)
 
 [archive]
 default = false                 # a campaign is public only with `archive = true` (or this)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from mailer.cli import app
 from tests.smtp_sink import SmtpSink
 
-SECRET = "test-secret-not-for-production"
+SECRET = "test-secret-not-for-production-use-only"
 
 
 @dataclass

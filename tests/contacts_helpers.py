@@ -53,3 +53,9 @@ def assert_one_line_error(stderr: str, *fragments: str) -> None:
     assert "Traceback" not in stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def tool_csv(text: str, delimiter: str = ";") -> list[dict[str, str]]:
+    """Rows of CSV the tool wrote: it starts with a BOM and uses the configured delimiter."""
+    assert text.startswith("\ufeff"), text[:40]
+    return list(csv.DictReader(io.StringIO(text[1:], newline=""), delimiter=delimiter))

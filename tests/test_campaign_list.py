@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 import sqlite3
 
+from tests.contacts_helpers import tool_csv
 from tests.newsletter_helpers import copy_campaign
 
 
@@ -27,9 +26,7 @@ def test_campaign_list_shows_send_at_in_helsinki_time(workspace):
     assert "2030-11-28 08:06" in row and "06:06" not in row and "T" not in row.split()[2]
     listed = json.loads(workspace.cli("campaign", "list", "--format", "json").stdout)
     assert [c["send_at"] for c in listed] == ["2030-11-28T08:06:02+02:00"]
-    rows = list(
-        csv.DictReader(io.StringIO(workspace.cli("campaign", "list", "--format", "csv").stdout))
-    )
+    rows = tool_csv(workspace.cli("campaign", "list", "--format", "csv").stdout)
     assert [r["send_at"] for r in rows] == ["2030-11-28T08:06:02+02:00"]
     # Only the display changed: the database still holds UTC.
     with sqlite3.connect(workspace.path / "mailer.db") as conn:

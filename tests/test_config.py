@@ -26,7 +26,7 @@ def test_init_refuses_to_overwrite_unless_forced(workspace):
 
 def test_init_force_rewrites_the_config_but_keeps_secrets_and_edited_templates(workspace):
     old = load_config(workspace.config_path, {})
-    workspace.set_config("web", "previous_secrets", '["rotated-out-2025"]')
+    workspace.set_config("web", "previous_secrets", '["rotated-out-2025-after-the-october-issue"]')
     workspace.set_config("smtp", "host", '"relay.example.org"')
     template = workspace.path / "templates" / "newsletter.txt"
     template.write_text("edited by staff", encoding="utf-8")
@@ -35,7 +35,7 @@ def test_init_force_rewrites_the_config_but_keeps_secrets_and_edited_templates(w
     new = load_config(workspace.config_path, {})
     assert new.smtp.host == "localhost"  # the file is written anew...
     assert new.secret() == old.secret()  # ...but sent links keep working
-    assert new.web.previous_secrets == ("rotated-out-2025",)
+    assert new.web.previous_secrets == ("rotated-out-2025-after-the-october-issue",)
     assert template.read_text(encoding="utf-8") == "edited by staff"
 
 
@@ -49,9 +49,10 @@ def test_init_writes_a_fresh_random_secret_each_time(tmp_path, cli_runner):
 
 
 def test_environment_secret_wins_over_the_file(workspace):
-    config = load_config(workspace.config_path, {"MAILER_SECRET": "from-env"})
-    assert config.secret() == b"from-env"
-    assert load_config(workspace.config_path, {}).secret() != b"from-env"
+    from_env = "from-the-environment-0123456789abcdef"
+    config = load_config(workspace.config_path, {"MAILER_SECRET": from_env})
+    assert config.secret() == from_env.encode()
+    assert load_config(workspace.config_path, {}).secret() != from_env.encode()
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 
 import pytest
 
-from tests.contacts_helpers import assert_one_line_error, rows_of, snapshot
+from tests.contacts_helpers import assert_one_line_error, rows_of, snapshot, tool_csv
 
 
 def db(workspace):
@@ -104,7 +102,7 @@ def test_list_formats_and_segment(workspace):
     lines = res.stdout.splitlines()
     assert lines[0].split() == ["email", "name", "organization", "language", "status", "lists"]
     assert [line.split()[0] for line in lines[1:]] == ["a@example.com", "b@example.com"]
-    rows = list(csv.DictReader(io.StringIO(workspace.cli("contacts", "list", "-f", "csv").stdout)))
+    rows = tool_csv(workspace.cli("contacts", "list", "-f", "csv").stdout)
     assert rows[1]["name"] == "Bo, Jr." and rows[1]["lists"] == "municipality:kemi"
     data = json.loads(
         workspace.cli("contacts", "list", "--format", "json", "--segment", "lang:sv").stdout
@@ -189,8 +187,13 @@ def test_forget_erases_the_person_and_refuses_them_again_in_any_form(workspace, 
 def test_forget_survives_a_secret_rotation(workspace):
     workspace.cli("contacts", "add", "a@example.com")
     workspace.cli("contacts", "forget", "a@example.com")
-    workspace.set_config("web", "previous_secrets", '["test-secret-not-for-production"]')
-    res = workspace.cli("contacts", "add", "a@example.com", env={"MAILER_SECRET": "a-new-secret"})
+    workspace.set_config("web", "previous_secrets", '["test-secret-not-for-production-use-only"]')
+    res = workspace.cli(
+        "contacts",
+        "add",
+        "a@example.com",
+        env={"MAILER_SECRET": "a-new-secret-0123456789abcdefghijkl"},
+    )
     assert res.exit_code == 2
 
 
@@ -251,13 +254,13 @@ def test_a_forgotten_address_stays_forgotten_after_init_force(workspace, tmp_pat
 def test_a_dropped_secret_is_refused_instead_of_unforgetting(workspace):
     assert workspace.cli("contacts", "add", "poistettu@example.org").exit_code == 0
     assert workspace.cli("contacts", "forget", "poistettu@example.org").exit_code == 0
-    rotated = {"MAILER_SECRET": "a-new-secret-without-the-old-one"}
+    rotated = {"MAILER_SECRET": "a-new-secret-without-the-old-one-0123456789"}
     res = workspace.cli("contacts", "add", "poistettu@example.org", env=rotated)
     assert res.exit_code == 2
     assert "previous_secrets" in res.stderr and res.stderr.count("\n") == 1
     assert workspace.cli("contacts", "show", "poistettu@example.org").exit_code == 2
     # With the old secret kept as a previous one, the address is recognised and refused.
-    workspace.set_config("web", "previous_secrets", '["test-secret-not-for-production"]')
+    workspace.set_config("web", "previous_secrets", '["test-secret-not-for-production-use-only"]')
     res = workspace.cli("contacts", "add", "poistettu@example.org", env=rotated)
     assert res.exit_code == 2 and "forgotten" in res.stderr.lower()
 

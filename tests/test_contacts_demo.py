@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 from mailer.resources import data_dir
+from tests.contacts_helpers import tool_csv
 
 
 def test_demo_files_import_with_their_invalid_rows_reported(workspace, tmp_path):
@@ -15,7 +13,7 @@ def test_demo_files_import_with_their_invalid_rows_reported(workspace, tmp_path)
         "contacts", "import", str(folder / "arctic-smartness.csv"), "--report", str(report)
     )
     assert res.exit_code == 0, res.stderr
-    problems = list(csv.DictReader(io.StringIO(report.read_text(encoding="utf-8"))))
+    problems = tool_csv(report.read_text(encoding="utf-8"))
     assert [(p["row"], p["outcome"]) for p in problems] == [
         ("42", "invalid"),
         ("79", "invalid"),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
 
-from tests.contacts_helpers import assert_one_line_error, rows_of, snapshot, write_csv
+from tests.contacts_helpers import assert_one_line_error, rows_of, snapshot, tool_csv, write_csv
 
 FI_HEADER = ["Sähköposti", "Nimi", "Organisaatio", "Kieli", "Klusterit", "Kunta", "Puhelin"]
 
@@ -116,8 +115,7 @@ def test_row_outcomes_with_spreadsheet_row_numbers_and_a_report(workspace, tmp_p
     assert "6 rows: 2 added, 0 updated, 0 unchanged, 3 invalid, 1 duplicate, 0 suppressed" in (
         res.stdout
     )
-    with report.open(encoding="utf-8") as handle:
-        problems = [(r["row"], r["outcome"]) for r in csv.DictReader(handle)]
+    problems = [(r["row"], r["outcome"]) for r in tool_csv(report.read_text(encoding="utf-8"))]
     assert problems == [("4", "invalid"), ("6", "duplicate"), ("7", "invalid"), ("8", "invalid")]
     assert "in.csv row 7: invalid: d@example.com: language 'de'" in res.stderr
     assert "row 7" not in res.stdout  # problems go to stderr, data to stdout
@@ -301,7 +299,7 @@ def test_export_then_import_changes_nothing(workspace, tmp_path):
     assert snapshot(db(workspace)) == before
     # Into a fresh workspace, the same file recreates the same contacts and lists.
     stdout_export = workspace.cli("contacts", "export").stdout
-    assert stdout_export.splitlines()[0].startswith("email,name,organization,language,status")
+    assert stdout_export.splitlines()[0].startswith("\ufeffemail;name;organization;language;status")
 
 
 def test_export_segment_limits_rows(workspace, tmp_path):
@@ -309,7 +307,7 @@ def test_export_segment_limits_rows(workspace, tmp_path):
     workspace.cli("contacts", "add", "b@example.com", "--list", "municipality:tornio")
     res = workspace.cli("contacts", "export", "--segment", "municipality:kemi")
     lines = res.stdout.strip().splitlines()
-    assert len(lines) == 2 and lines[1].startswith("a@example.com,")
+    assert len(lines) == 2 and lines[1].startswith("a@example.com;")
 
 
 @pytest.mark.parametrize(

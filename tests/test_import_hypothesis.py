@@ -13,6 +13,7 @@ from mailer.audience.importer import import_contacts
 from mailer.errors import InputError
 from mailer.store import Store
 from mailer.timeutil import now_utc
+from tests.conftest import SECRET
 from tests.contacts_helpers import snapshot
 
 
@@ -21,10 +22,10 @@ def env(tmp_path_factory):
     from mailer.workspace import init_workspace
 
     folder = tmp_path_factory.mktemp("imp")
-    init_workspace(folder, force=False, environ={"MAILER_SECRET": "x"})
+    init_workspace(folder, force=False, environ={"MAILER_SECRET": SECRET})
     from mailer.config import load_config
 
-    config = load_config(folder / "mailer.toml", {"MAILER_SECRET": "x"})
+    config = load_config(folder / "mailer.toml", {"MAILER_SECRET": SECRET})
     store = Store(config.database_path)
     # Some existing state for the import to meet: a subscribed and an unsubscribed contact.
     from mailer.audience.contacts import add_contact, forget, unsubscribe

@@ -17,7 +17,7 @@ from mailer.audience.segments import (
     to_sql,
 )
 from mailer.errors import SegmentError
-from tests.contacts_helpers import assert_one_line_error
+from tests.contacts_helpers import assert_one_line_error, tool_csv
 
 KINDS = ("cluster", "municipality", "company")
 
@@ -148,7 +148,7 @@ def test_save_list_and_use_saved_segments(workspace):
     ]
     # `contacts list` shows every status; e@ (unsubscribed) is listed, not counted.
     listed = workspace.cli("contacts", "list", "--segment", "@ap-fi", "-f", "csv").stdout
-    assert [line.split(",")[0] for line in listed.splitlines()[1:]] == [
+    assert [row["email"] for row in tool_csv(listed)] == [
         "a@example.com",
         "e@example.com",
     ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -27,6 +25,7 @@ from mailer.audience.subscriptions import (
 )
 from mailer.errors import InputError, NotFoundError
 from mailer.store import Store, _migrations, _statements
+from tests.contacts_helpers import tool_csv
 from tests.web_helpers import add_contact, contact_status, insert_campaign_for_tests
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
@@ -137,7 +136,7 @@ def test_the_unsubscribes_command(workspace):
         }
     ]
     res = workspace.cli("unsubscribes", "--campaign", "2026-11", "--format", "csv")
-    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    rows = tool_csv(res.stdout)
     assert [r["email"] for r in rows] == ["csv@example.com"]
     res = workspace.cli("unsubscribes", "--since", "2026-11-03")
     assert res.exit_code == 0 and "csv@example.com" not in res.stdout

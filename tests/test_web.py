@@ -7,6 +7,8 @@ import hashlib
 import re
 import secrets
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from importlib import resources
@@ -26,7 +28,7 @@ from tests.web_helpers import (
     insert_campaign_for_tests,
 )
 
-OLD_SECRET = "the-secret-before-rotation"
+OLD_SECRET = "the-secret-before-rotation-in-november"
 
 
 @pytest.fixture(scope="module")
@@ -535,6 +537,11 @@ def test_the_access_log_masks_every_token_route(server, campaign, person):
     server.request("GET", f"/{future}")
     server.request("GET", "/x/maija@example.com")
     server.request("GET", f"/x/{uuid.uuid4()}")
+    # doubled slashes and dot segments around a token route's slot
+    odd = ("short", "kissa-koira", t)
+    for shape in ("//u/{}", "/u//{}", "//u//{}", "/u/./{}", "///confirm///{}/x"):
+        for tok in odd:
+            server.request("GET", shape.format(tok))
     server.request("GET", "/archive/2026-11-marraskuun-uutiset")  # a name, not a token
     log = server.log_with('"GET /archive/2026-11-marraskuun-uutiset" 404')
     for prefix in ("u", "p", "confirm", "l"):
@@ -543,34 +550,71 @@ def test_the_access_log_masks_every_token_route(server, campaign, person):
     assert '"GET /x/***/y" 404' in log and '"GET /***" 404' in log
     assert log.count('"GET /x/***" 404') == 2  # the address and the UUID
     assert '"GET /archive/2026-11-marraskuun-uutiset" 404' in log
-    for secret_text in (t, t[:16], future, future[:16], "short", "maija", "@"):
+    assert '"GET //u/***" 404' in log and '"GET /u//***" 404' in log
+    assert '"GET /u/./***" 404' in log and '"GET ///confirm///***/x" 404' in log
+    for secret_text in (t, t[:16], future, future[:16], "short", "kissa", "maija", "@"):
         assert secret_text not in log, secret_text
 
 
-def test_a_locked_store_answers_503_and_changes_nothing(ws, server, campaign, person):
-    """A write that waits out the busy timeout gets 503 and a one-line log, no traceback."""
-    t = token(campaign, person)
+def test_a_locked_store_answers_503_but_a_one_click_is_spooled_and_never_lost(
+    ws, server, campaign, person
+):
+    """A second process holds BEGIN EXCLUSIVE past the busy timeout: the page's form gets 503
+    with Retry-After; the one-click POST, which its sender never repeats, is answered 200
+    once spooled, and is in the database exactly once after the lock goes."""
+    with ws.store() as store:
+        other = add_contact(store, f"toinen.{uuid.uuid4().hex[:8]}@example.com")
+    spool = ws.path / "mailer.db.spool"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
     lock = sqlite3.connect(ws.path / "mailer.db", isolation_level=None, timeout=0)
     try:
         lock.execute("BEGIN EXCLUSIVE")
-        assert server.request("GET", f"/u/{t}").status == 200  # reading still works
-        reply = server.request(
-            "POST",
-            f"/u/{t}",
-            b"List-Unsubscribe=One-Click",
-            {"Content-Type": "application/x-www-form-urlencoded"},
-            timeout=60,
-        )
-        assert reply.status == 503
-        assert reply.headers["retry-after"].isdigit()
-        assert declared(reply) == unsubscribe_headers()
-        assert "Palvelu on hetken varattu" in reply.body
+        assert server.request("GET", f"/u/{token(campaign, person)}").status == 200
+        replies: dict[str, object] = {}
+
+        def post(kind: str, path: str, body: bytes) -> None:
+            replies[kind] = server.request("POST", path, body, form, timeout=60)
+
+        threads = [
+            threading.Thread(
+                target=post, args=("page", f"/u/{token(campaign, other)}", b"confirm=page")
+            ),
+            threading.Thread(
+                target=post,
+                args=("one-click", f"/u/{token(campaign, person)}", b"List-Unsubscribe=One-Click"),
+            ),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        page, one_click = replies["page"], replies["one-click"]
+        assert page.status == 503
+        assert page.headers["retry-after"].isdigit()
+        assert declared(page) == unsubscribe_headers()
+        assert "Palvelu on hetken varattu" in page.body
+        assert one_click.status == 200
+        assert "Traceback" not in one_click.body
+        assert declared(one_click) == unsubscribe_headers()
+        assert spool.exists()  # durable before the 200 went out
+        assert oct(spool.stat().st_mode & 0o777) == "0o600"
     finally:
         lock.execute("ROLLBACK")
         lock.close()
-    assert state(ws, person) == ("subscribed", [])
-    log = server.log_with('"POST /u/***" 503')
+    # The service replays the spool as soon as the database is free.
+    deadline = time.monotonic() + 20
+    while state(ws, person)[0] != "unsubscribed" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert state(ws, person) == ("unsubscribed", [("unsubscribe", "one-click", campaign)])
+    assert state(ws, other) == ("subscribed", [])
+    log = server.log_with("recorded 1 one-click unsubscribe(s) spooled")
+    assert not spool.exists() and not spool.with_name("mailer.db.spool.replaying").exists()
     assert '"POST /u/***" 503' in log and "database is locked" in log
+    assert "recorded 1 one-click unsubscribe(s) spooled" in log
     assert "Traceback" not in log
-    assert server.one_click(t).status == 200
-    assert state(ws, person)[0] == "unsubscribed"
+    # A second one-click for the same link changes nothing and records nothing more.
+    assert server.one_click(token(campaign, person)).status == 200
+    time.sleep(1.5)
+    assert state(ws, person) == ("unsubscribed", [("unsubscribe", "one-click", campaign)])
+    assert server.one_click(token(campaign, other)).status == 200
+    assert state(ws, other)[0] == "unsubscribed"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from mailer.addresses import (
     ascii_form,
+    check_printable,
     clean_line,
     parse_address,
     secret_id,
@@ -22,6 +22,7 @@ from mailer.audience.languages import parse_language
 from mailer.audience.subscriptions import Event, StatusChange, last_event
 from mailer.audience.suppressions import is_forgotten
 from mailer.errors import ConflictError, InputError, NotFoundError
+from mailer.files import write_csv
 
 if TYPE_CHECKING:
     from mailer.config import Config
@@ -116,8 +117,8 @@ def add_contact(
     from mailer.store import contacts as q
 
     address = parse_address(email)
-    name = clean_line(name) or address.display_name
-    organization = clean_line(organization)
+    name = clean_line(check_printable(name, "the name")) or address.display_name
+    organization = clean_line(check_printable(organization, "the organisation"))
     lang = _check_language(language)
     refs = [parse_list_ref(text, config.list_kinds) for text in lists]
     with store.transaction() as conn:
@@ -206,7 +207,8 @@ def export_contacts(store: Store, config: Config, out: IO[str], segment: str | N
     """Write contacts as CSV that `contacts import` reads back unchanged; return the count.
 
     Columns: email, name, organization, language, status, one per list kind (names joined
-    by `|`), then one per attribute key.
+    by `|`), then one per attribute key. UTF-8 with BOM, `defaults.csv_delimiter`, and a
+    `'` before a cell that would start a formula (import removes it).
     """
     from mailer.audience.lists import slugify
     from mailer.store import contacts as q
@@ -228,24 +230,23 @@ def export_contacts(store: Store, config: Config, out: IO[str], segment: str | N
             return name
         return slug
 
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([*EXPORT_FIELDS, *kinds, *keys])
-    for view in contacts:
+    def row(view: ContactView) -> list[str]:
         per_kind: dict[str, list[str]] = {kind: [] for kind in kinds}
         for ref in view.lists:
             kind, slug = ref.split(":", 1)
             per_kind[kind].append(cell_name(kind, slug))
-        writer.writerow(
-            [
-                view.email,
-                view.name,
-                view.organization,
-                view.language,
-                view.status,
-                *("|".join(per_kind[kind]) for kind in kinds),
-                *(_attribute_cell(view.attributes.get(key)) for key in keys),
-            ]
-        )
+        return [
+            view.email,
+            view.name,
+            view.organization,
+            view.language,
+            view.status,
+            *("|".join(per_kind[kind]) for kind in kinds),
+            *(_attribute_cell(view.attributes.get(key)) for key in keys),
+        ]
+
+    header = [*EXPORT_FIELDS, *kinds, *keys]
+    write_csv(out, header, map(row, contacts), config.defaults.csv_delimiter)
     return len(contacts)
 
 

@@ -9,7 +9,6 @@ status an import sets goes through `subscriptions.change_status` with source `im
 
 from __future__ import annotations
 
-import csv
 import gc
 import json
 import sqlite3
@@ -23,6 +22,7 @@ from mailer.addresses import (
     InvalidAddress,
     ascii_form,
     clean_line,
+    has_control,
     parse_address,
     suppression_hash,
 )
@@ -33,6 +33,7 @@ from mailer.audience.sheet import Columns, map_columns, read_rows
 from mailer.audience.subscriptions import SUBSCRIBED, change_status, move_refusal
 from mailer.audience.suppressions import suppression_secrets
 from mailer.errors import AddressError, FileInputError, InputError, MailerError
+from mailer.files import csv_bytes, plain_cell, write_atomic
 from mailer.states import ContactStatus
 from mailer.store import contacts as q
 from mailer.timeutil import to_db
@@ -159,6 +160,11 @@ def _parse_row(
         cells = [cell.strip() for cell in record]  # no line break or double space anywhere
     else:
         cells = [clean_line(cell) if cell else "" for cell in record]
+        bad = next((cell for cell in cells if has_control(cell)), None)
+        if bad is not None:  # C1 controls and bidi overrides (C0 ones fail the whole file)
+            raise _Invalid("", "a cell contains a control character")
+    if "'" in joined:  # CSV written by the tool: drop the `'` it put before a formula
+        cells = [plain_cell(cell) for cell in cells]
     if len(cells) < width:
         cells.extend([""] * (width - len(cells)))
     fields = columns.fields
@@ -500,13 +506,12 @@ class _Plan:
         q.add_memberships_many(conn, [(self.list_ids[ref], cid) for ref, cid in self.wanted])
 
 
-def write_report(report: ImportReport, target: str | Path) -> None:
-    """Write the invalid, duplicate and suppressed rows as CSV (row, outcome, email, reason)."""
-    try:
-        with open(target, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["row", "outcome", "email", "reason"])
-            for problem in report.problems:
-                writer.writerow([problem.row, problem.outcome, problem.email, problem.reason])
-    except OSError as exc:
-        raise FileInputError(f"cannot write report: {exc.strerror}", where=str(target)) from None
+def write_report(report: ImportReport, target: str | Path, delimiter: str = ";") -> None:
+    """Write the invalid, duplicate and suppressed rows as CSV (row, outcome, email, reason).
+
+    The cells repeat what the sheet held (`=HYPERLINK(…)` included): `csv_bytes` keeps a
+    spreadsheet from running them; the file goes through a rename, readable by its owner.
+    """
+    rows = ((p.row, p.outcome, p.email, p.reason) for p in report.problems)
+    data = csv_bytes(("row", "outcome", "email", "reason"), rows, delimiter)
+    write_atomic(target, data, private=True)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 _TOKEN = re.compile(r"\s*(?:(?P<paren>[()])|(?P<word>[^\s()]+))")
 _SEGMENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _MAX_DEPTH = 200  # nesting deeper than this is refused (and stays far from Python's limit)
+_MAX_TERMS = 500  # atoms in one expression: SQLite's expression tree stays far below 1000
 
 
 # --- the syntax tree ----------------------------------------------------------------------
@@ -325,6 +326,14 @@ def to_sql(node: Node) -> Compiled:
     return Compiled(walk_top(node), tuple(params))
 
 
+def _terms(node: Node) -> int:
+    if isinstance(node, (And, Or)):
+        return sum(_terms(o) for o in node.operands)
+    if isinstance(node, Not):
+        return _terms(node.operand)
+    return 1
+
+
 def compile_segment(conn: sqlite3.Connection, expression: str, kinds: Sequence[str]) -> Compiled:
     """Parse `expression` (resolving @name from saved segments) into SQL over alias `c`.
 
@@ -332,7 +341,19 @@ def compile_segment(conn: sqlite3.Connection, expression: str, kinds: Sequence[s
     """
     from mailer.store import segments as q
 
-    return to_sql(parse_segment(expression, kinds, lambda name: q.get_segment(conn, name)))
+    return to_sql(_small(parse_segment(expression, kinds, lambda name: q.get_segment(conn, name))))
+
+
+def _small(node: Node) -> Node:
+    """`node` unless it has more terms than SQLite's expression tree holds (SegmentError)."""
+    terms = _terms(node)
+    if terms > _MAX_TERMS:
+        # SQLite refuses an expression tree deeper than 1000 ("Expression tree is too large").
+        raise SegmentError(
+            f"the segment has {terms} terms (saved segments expanded); at most {_MAX_TERMS}:"
+            " use `KIND:*`, or lists that gather the contacts, instead"
+        )
+    return node
 
 
 # --- the `segments` commands' core --------------------------------------------------------
@@ -384,7 +405,7 @@ def save_segment(
         def saved(n: str) -> str | None:
             return lookup[n] if n in lookup else q.get_segment(conn, n)
 
-        compiled = to_sql(parse_segment(expression, kinds, saved))
+        compiled = to_sql(_small(parse_segment(expression, kinds, saved)))
         count = q.count_matching(conn, compiled.where, compiled.params)
         q.save_segment(conn, name, expression, now)
         if existing is not None and existing == expression:

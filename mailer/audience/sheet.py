@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mailer.addresses import clean_line
 from mailer.errors import FileInputError
+from mailer.files import plain_cell
 
 FIELDS = ("email", "name", "organization", "language", "status")
 
@@ -127,7 +128,7 @@ def map_columns(header: Sequence[str], kinds: Sequence[str], where: str) -> Colu
     attributes: dict[int, str] = {}
     seen_attributes: dict[str, int] = {}
     for index, raw in enumerate(header):
-        title = clean_line(raw)
+        title = plain_cell(clean_line(raw))
         if not title:
             continue  # an unnamed column (Excel's trailing ones) is ignored
         what = aliases.get(_norm_header(title))

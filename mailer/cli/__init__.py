@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from mailer.cli import archive, campaign, contacts, lists, render, segments, send, serve, workspace
-from mailer.cli._common import State, get_config, opened_database, state
+from mailer.cli._common import State, csv_delimiter, get_config, opened_database, state
 
 if TYPE_CHECKING:
     from mailer.errors import MailerError
@@ -27,6 +27,7 @@ class _MailerGroup(TyperGroup):
         from mailer.errors import MailerError
 
         opened = opened_database.set(None)
+        delimiter = csv_delimiter.set(";")
         try:
             return super().invoke(ctx)
         except MailerError as exc:
@@ -46,6 +47,7 @@ class _MailerGroup(TyperGroup):
             ctx.exit(error.exit_code)
         finally:
             opened_database.reset(opened)
+            csv_delimiter.reset(delimiter)
 
 
 def _database_error(exc: sqlite3.Error, ctx: typer.Context) -> MailerError:
@@ -104,4 +106,13 @@ app.add_typer(archive.app, name="archive")
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line (the `mailer` console script)."""
-    app(args=argv if argv is not None else sys.argv[1:], prog_name="mailer")
+    args = argv if argv is not None else sys.argv[1:]
+    for number, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            # Bytes that are not UTF-8 arrive as lone surrogates, which no part can store.
+            shown = arg.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+            sys.stderr.write(f"Error: argument {number} is not UTF-8 text: {shown}\n")
+            raise SystemExit(2) from None
+    app(args=args, prog_name="mailer")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -22,6 +21,8 @@ FORMATS = ("table", "csv", "json")
 
 # The database the running command opened, so that the CLI root can name it in an error.
 opened_database: ContextVar[Path | None] = ContextVar("opened_database", default=None)
+# defaults.csv_delimiter of the loaded config, for every `--format csv` (`;` before one loads).
+csv_delimiter: ContextVar[str] = ContextVar("csv_delimiter", default=";")
 
 
 @dataclass
@@ -45,7 +46,9 @@ def get_config(ctx: typer.Context) -> Config:
     from mailer.config import find_config_path, load_config
 
     st = state(ctx)
-    return load_config(find_config_path(st.config_path, st.environ), st.environ)
+    config = load_config(find_config_path(st.config_path, st.environ), st.environ)
+    csv_delimiter.set(config.defaults.csv_delimiter)
+    return config
 
 
 def open_store(config: Config) -> Store:
@@ -99,10 +102,11 @@ def print_rows(
         out.write(json.dumps(list(rows), ensure_ascii=False, indent=2) + "\n")
         return
     if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in columns])
+        # UTF-8 with BOM and the configured delimiter: `> file.csv` opens in Excel as it is.
+        from mailer.files import write_csv
+
+        cells = ([_cell(row.get(c)) for c in columns] for row in rows)
+        write_csv(out, columns, cells, csv_delimiter.get(), lineterminator="\n")
         return
     table = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
@@ -138,7 +142,8 @@ def problem_line(path: str | os.PathLike[str], problem: Any) -> str:
 
 
 def check_writable(path: str | os.PathLike[str], what: str = "file") -> None:
-    """Raise FileInputError now if `path` cannot be written later (nothing is left behind)."""
+    """Raise FileInputError now if `path` cannot be written later (the target is not touched:
+    it is written through a temporary file and a rename, see `mailer.files.write_atomic`)."""
     from mailer.errors import FileInputError
 
     target = os.fspath(path)
@@ -147,11 +152,5 @@ def check_writable(path: str | os.PathLike[str], what: str = "file") -> None:
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
         raise FileInputError(f"folder of the {what} does not exist: {folder}", where=target)
-    existed = os.path.exists(target)
-    try:
-        with open(target, "a", encoding="utf-8"):
-            pass
-    except OSError as exc:
-        raise FileInputError(f"cannot write the {what}: {exc.strerror}", where=target) from None
-    if not existed:
-        os.unlink(target)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FileInputError(f"cannot write the {what}: permission denied", where=target)

@@ -88,10 +88,10 @@ def import_(
             for problem in exc.report.problems:
                 err(problem_line(file, problem))
             if report_file is not None:
-                write_report(exc.report, report_file)
+                write_report(exc.report, report_file, config.defaults.csv_delimiter)
             raise
     if report_file is not None:
-        write_report(report, report_file)
+        write_report(report, report_file, config.defaults.csv_delimiter)
     for problem in report.problems:
         err(problem_line(file, problem))
     if report.lists_created:
@@ -224,21 +224,20 @@ def export(
     import sys
 
     from mailer.audience.contacts import export_contacts
-    from mailer.errors import FileInputError
+    from mailer.files import write_atomic
 
     config = get_config(ctx)
+    if output is not None:
+        check_writable(output, "output")
     with open_store(config) as store:
         if output is None:
             count = export_contacts(store, config, sys.stdout, segment)
         else:
             import io
 
-            buffer = io.StringIO()
+            buffer = io.StringIO(newline="")
             count = export_contacts(store, config, buffer, segment)
-            try:
-                output.write_text(buffer.getvalue(), encoding="utf-8-sig", newline="")
-            except OSError as exc:
-                raise FileInputError(f"cannot write: {exc.strerror}", where=str(output)) from None
+            write_atomic(output, buffer.getvalue().encode("utf-8"), private=True)
     err(f"Exported {count} contacts" + (f" to {output}" if output else ""))
 
 

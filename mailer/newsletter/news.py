@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mailer.errors import TemplateError
+from mailer.files import read_limited
 from mailer.i18n import LANGUAGES
 from mailer.newsletter.images import StoredImage, load_image
 
@@ -85,10 +86,7 @@ class NewsItem:
 
 def load_item(path: Path) -> NewsItem:
     """Read, check and render the news item at `path`."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise NewsItemError(f"cannot read news item: {exc.strerror}", where=str(path)) from None
+    raw = read_limited(path, "news item", NewsItemError)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

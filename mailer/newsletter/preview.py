@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailer.errors import InputError
+from mailer.files import write_atomic
 from mailer.newsletter.messages import MessageBuilder, Recipient
 from mailer.newsletter.render import render_campaign
 from mailer.tokens import make_token, unsubscribe_url
@@ -105,10 +106,11 @@ def write_previews(
                 f"{lang}: the HTML is {size} KB; Gmail clips messages over 102 KB,"
                 " hiding the footer and its unsubscribe link"
             )
-        html_path.write_text(html, encoding="utf-8")
-        text_path.write_text(variant.fill("text", name, email, url), encoding="utf-8")
+        # Through a rename: a symlink placed at index.fi.html is replaced, not followed.
+        write_atomic(html_path, html.encode("utf-8"))
+        write_atomic(text_path, variant.fill("text", name, email, url).encode("utf-8"))
         message = MessageBuilder(config, variant).build(Recipient(email, name, wire), url, now=now)
-        eml_path.write_bytes(message.data)
+        write_atomic(eml_path, message.data)
         files += [html_path, text_path, eml_path]
         samples[lang] = email
     return PreviewReport(files + pictures, samples, warnings)

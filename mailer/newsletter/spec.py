@@ -27,7 +27,9 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailer.addresses import has_control
 from mailer.errors import FileInputError, TemplateError
+from mailer.files import read_limited
 from mailer.i18n import LANGUAGES
 from mailer.newsletter.images import StoredImage
 from mailer.newsletter.news import NewsItem, load_item
@@ -199,10 +201,7 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     where = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CampaignFileError(f"cannot read campaign file: {exc.strerror}", where=where) from None
+    raw = read_limited(path, "campaign file", CampaignFileError)
     try:
         return tomllib.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -249,10 +248,10 @@ def _items(path: Path, raw_items: Any, bad: _Bad) -> list[NewsItem]:
 def _subject(value: Any, needed: list[str], bad: _Bad) -> dict[str, str]:
     subject = _per_language(value, "subject", needed, bad, required=True)
     for lang, text in subject.items():
-        if "\r" in text or "\n" in text:
+        if has_control(text):  # a subject reaches terminals and headers
             raise bad(
                 f"subject.{lang}" if isinstance(value, dict) else "subject",
-                "must be one line (no CR or LF)",
+                "must be one line of plain text (no CR, LF or control characters)",
             )
         subject[lang] = text.strip()
         if not subject[lang]:

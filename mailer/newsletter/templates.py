@@ -32,8 +32,11 @@ def template_dirs(config: Config) -> list[Path]:
 
 def _environment(config: Config) -> jinja2.Environment:
     import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
-    env = jinja2.Environment(
+    # Staff edit these files: the sandbox keeps a template away from Python objects, the
+    # environment and files (`{{ cycler.__init__.__globals__ }}` is a template error).
+    env = SandboxedEnvironment(
         loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(config)]),
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html", "htm", "xml"), default_for_string=True, default=False

@@ -63,6 +63,7 @@ def dry_run(
     content: Content | None = None,
 ) -> SampleReport:
     """Write the real messages of a sample of the audience as .eml files; record nothing."""
+    from mailer.files import write_atomic
     from mailer.newsletter.preview import make_out_dir
 
     content = content or NewsletterContent()
@@ -80,7 +81,7 @@ def dry_run(
             now=clock(),
         )
         path = out_dir / f"{index:03d}-{lang}-contact{r['contact_id']}.eml"
-        path.write_bytes(message.data)
+        write_atomic(path, message.data, private=True)  # a real recipient's message
         report.files.append(path)
         report.recipients.append(r["email"])
     return report

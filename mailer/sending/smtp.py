@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mailer.config import is_loopback
 from mailer.errors import SmtpError
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ def connect(
     Raises SmtpError naming host:port when any step fails.
     """
     where = f"{host}:{port}"
+    if username and security == "none" and not is_loopback(host):
+        # The config refuses this too; a password never crosses a network in clear.
+        raise SmtpError("no SMTP AUTH over an unencrypted connection", where=where)
     timeout = timeout or DEFAULT_TIMEOUT  # every connection has a timeout
     context = ssl_context
     if context is None and security != "none":

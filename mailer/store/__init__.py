@@ -22,6 +22,7 @@ foreign keys back on, also when the migration fails.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -68,6 +69,7 @@ class Store:
         self, path: str | Path, *, migrate: bool = True, busy_timeout: float = BUSY_TIMEOUT
     ) -> None:
         self.path = Path(path)
+        _create_private(self.path)
         try:
             self.conn = sqlite3.connect(
                 str(self.path),
@@ -207,12 +209,39 @@ class Store:
         return [row[0] for row in rows]
 
     def backup(self, target: str | Path) -> None:
-        """Write an online, consistent copy of the database to `target`."""
-        dest = sqlite3.connect(str(target))
+        """Write an online, consistent copy of the database to `target` (0600).
+
+        The copy is made in a new private file beside `target` and renamed onto it, so a
+        symlink placed at `target` is replaced, never written through.
+        """
+        from mailer.files import private_temp
+
+        target = Path(target)
+        tmp = private_temp(target)
         try:
-            self.conn.backup(dest)
-        finally:
-            dest.close()
+            dest = sqlite3.connect(str(tmp))
+            try:
+                self.conn.backup(dest)
+                dest.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+            finally:
+                dest.close()
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def _create_private(path: Path) -> None:
+    """Create a new database file readable by its owner only (SQLite gives its -wal and -shm
+    files the same mode): it holds personal data."""
+    if path.exists():
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        pass  # sqlite3.connect reports it in its own words
 
 
 def open_error(exc: sqlite3.Error, path: Path) -> MailerError:
@@ -222,10 +251,16 @@ def open_error(exc: sqlite3.Error, path: Path) -> MailerError:
     return database_error(exc, path)
 
 
+def is_busy(exc: sqlite3.Error) -> bool:
+    """True when another connection held the database past the busy timeout."""
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
 def database_error(exc: sqlite3.Error, path: str | Path) -> DatabaseError:
     """Translate an sqlite3 error met during the work into one line naming the database."""
     text = str(exc) or type(exc).__name__
-    if "locked" in text or "busy" in text:
+    if is_busy(exc):
         text += " (another process kept writing to it; try again)"
     return DatabaseError(text, where=str(path))
 

@@ -9,6 +9,7 @@ route's headers on every answer, the body cap (64 KiB, chunked bodies included),
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -67,7 +68,14 @@ def compose(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = threading.Event()
+        replayer = threading.Thread(
+            target=_replay_loop, args=(site, stop, access_log), name="spool", daemon=True
+        )
+        replayer.start()
         yield
+        stop.set()
+        replayer.join(timeout=30)
         site.close()
 
     app = Starlette(
@@ -83,6 +91,22 @@ def compose(
     )
     app.router.redirect_slashes = False  # no redirects: /u/{token}/ is just another bad path
     return app
+
+
+SPOOL_INTERVAL = 1.0  # seconds between looks at the one-click spool
+
+
+def _replay_loop(site: Site, stop: threading.Event, log: Callable[[str], None] | None) -> None:
+    """Move spooled one-click unsubscribes into the database as soon as it is free."""
+    while True:
+        try:
+            count = unsubscribe.replay_spool(site)
+        except sqlite3.Error:
+            count = 0  # still locked: the spool stays, try again
+        if count and log is not None:
+            log(f"recorded {count} one-click unsubscribe(s) spooled while the database was locked")
+        if stop.wait(SPOOL_INTERVAL):
+            return
 
 
 async def healthz(request: Request) -> Response:

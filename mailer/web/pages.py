@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -117,7 +118,7 @@ class Pages:
     """Render the service's pages in the visitor's language, and the shared answers."""
 
     def __init__(self, config: Config) -> None:
-        self.env = jinja2.Environment(
+        self.env = SandboxedEnvironment(  # like the newsletter's: no template reaches Python
             loader=jinja2.PackageLoader("mailer.web", "templates"),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
@@ -221,8 +222,11 @@ def mask_path(path: str) -> str:
     An e-mail address in a path is masked too: the log carries neither.
     """
     parts = path.split("/")
+    # `//u/TOKEN`, `/u//TOKEN` and `/u/./TOKEN` reach no route but must not reach the log
+    # either: the slot is the first real segment after a token route's name.
+    named = [i for i, part in enumerate(parts) if part not in ("", ".", "..")]
+    slot = named[1] if len(named) > 1 and parts[named[0]] in TOKEN_ROUTES else -1
     for i, part in enumerate(parts):
-        token_slot = i == 2 and parts[1] in TOKEN_ROUTES
-        if token_slot or _token_like(part) or "@" in part:
+        if i == slot or _token_like(part) or "@" in part:
             parts[i] = TOKEN_MASK
     return "/".join(parts)

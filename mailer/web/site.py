@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from mailer.audience.spool import OneClickSpool
 from mailer.config import Config
 from mailer.store import Store
 from mailer.web.pages import Pages, page_headers
@@ -23,6 +24,8 @@ class StorePool:
         # queueing our own writers on a lock keeps the tail latency down under load, and
         # only this one lock holder competes with other processes (a running send).
         self.write_lock = threading.Lock()
+        # One-click unsubscribes that met a locked database wait here (see audience.spool).
+        self.spool = OneClickSpool(self.path)
         Store(self.path).close()  # create or migrate once, before serving
 
     @contextmanager

@@ -12,8 +12,9 @@ change nothing, so a test recipient cannot unsubscribe the sample contact.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from starlette.concurrency import run_in_threadpool
@@ -22,10 +23,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from mailer.audience import subscriptions
-from mailer.audience.subscriptions import ChangeReport, PageInfo
+from mailer.audience.subscriptions import TEST_CAMPAIGN_ID, ChangeReport, PageInfo
 from mailer.errors import NotFoundError
 from mailer.i18n import text
-from mailer.store import Store
+from mailer.store import Store, is_busy
 from mailer.timeutil import now_utc
 from mailer.tokens import verify_token
 from mailer.web.pages import BodyTooLarge, Form, PageRoute, page_headers
@@ -44,6 +45,18 @@ class _Found:
     info: PageInfo
     campaign_id: int
     contact_id: int
+
+
+def replay_spool(site: Site) -> int:
+    """Record the spooled one-click unsubscribes once the database is free (0 when none).
+
+    Raises sqlite3.Error while the database is still locked; the spool stays.
+    """
+    spool = site.stores.spool
+    if not spool.pending():
+        return 0
+    with site.stores.get() as store, site.stores.write_lock:
+        return spool.replay(store)
 
 
 def routes(site: Site) -> list[BaseRoute]:
@@ -137,7 +150,35 @@ class _Unsubscribe:
         return self.pages.bad_request(found.info.language)
 
     def change(self, token: str, action: str, source: str) -> Response:
-        """Unsubscribe or resubscribe the token's contact; a test token changes nothing."""
+        """Unsubscribe or resubscribe the token's contact; a test token changes nothing.
+
+        A one-click unsubscribe that finds the database locked past its busy timeout is
+        spooled (fsynced) and answered 200: the provider never sends it again.
+        """
+        try:
+            return self._change(token, action, source)
+        except sqlite3.OperationalError as exc:
+            if (action, source) != ("unsubscribe", "one-click") or not is_busy(exc):
+                raise
+            return self.spool(token)
+
+    def spool(self, token: str) -> Response:
+        subject = verify_token(self.site.secrets, token)
+        if subject is None or subject.campaign_id == TEST_CAMPAIGN_ID or not subject.contact_id:
+            return self.pages.not_found()  # checked before; a test token never gets here
+        try:
+            found = self.lookup(token)  # WAL readers pass a writer's lock
+        except sqlite3.Error:
+            found = None
+            info = PageInfo(self.site.default_language, "", "", "unsubscribed", False, False)
+        else:
+            if found is None:
+                return self.pages.not_found()
+            info = replace(found.info, status="unsubscribed", can_undo=False)
+        self.site.stores.spool.append(subject.campaign_id, subject.contact_id, now_utc())
+        return self.done(token, info)
+
+    def _change(self, token: str, action: str, source: str) -> Response:
         found = self.lookup(token)
         if found is None:
             return self.pages.not_found()
