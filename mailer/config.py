@@ -74,6 +74,15 @@ class DefaultsConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """[tracking]: click counting per link (off by default); no open pixel, ever."""
+
+    clicks: bool = False
+    keep_days: int = 90  # the keyed hashes behind unique counts are deleted after this
+    ignore_first_seconds: int = 30  # clicks this soon after sending are mail scanners
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     sender: SenderConfig
@@ -84,6 +93,7 @@ class Config:
     list_kinds: tuple[str, ...]
     dkim: DkimConfig | None = None
     environ: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    tracking: TrackingConfig = TrackingConfig()
 
     @property
     def base_dir(self) -> Path:
@@ -167,8 +177,9 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     },
     "defaults": {"language": (str, "fi"), "max_late_hours": (float, 24.0)},
     "lists": {"kinds": (list, list(DEFAULT_KINDS))},
+    "tracking": {"clicks": (bool, False), "keep_days": (int, 90), "ignore_first_seconds": (int, 30)},
 }
-_OPTIONAL_SECTIONS = {"dkim", "smtp", "database", "defaults", "lists"}
+_OPTIONAL_SECTIONS = {"dkim", "smtp", "database", "defaults", "lists", "tracking"}
 
 
 def find_config_path(explicit: str | Path | None, environ: dict[str, str]) -> Path:
@@ -237,6 +248,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
 
     web = dict(values["web"], base_url=base_url)
     web["previous_secrets"] = tuple(web["previous_secrets"])
+    tracking = _tracking(path, values["tracking"])
     return Config(
         path=path,
         sender=SenderConfig(**values["sender"]),
@@ -247,7 +259,16 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         list_kinds=tuple(kinds),
         dkim=dkim,
         environ=env,
+        tracking=tracking,
     )
+
+
+def _tracking(path: Path, tracking: dict[str, Any]) -> TrackingConfig:
+    if tracking["keep_days"] < 1:
+        raise _bad(path, "tracking.keep_days", "must be at least 1")
+    if tracking["ignore_first_seconds"] < 0:
+        raise _bad(path, "tracking.ignore_first_seconds", "must not be negative")
+    return TrackingConfig(**tracking)
 
 
 def _check_smtp(path: Path, smtp: dict[str, Any]) -> None:
@@ -329,7 +350,13 @@ def _section(path: Path, section: str, table: Any) -> dict[str, Any]:
     return out
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    bool: "true or false",
+}
 
 
 def _bad(path: Path, key: str, message: str) -> ConfigError:
@@ -374,4 +401,9 @@ path = "mailer.db"
 [defaults]
 language = "fi"
 max_late_hours = 24
+
+[tracking]
+clicks = false                  # count clicks per link through {base_url}/l/... (no open pixel)
+keep_days = 90                  # after this only the per-link counts remain
+ignore_first_seconds = 30       # clicks this soon after sending are mail scanners
 """

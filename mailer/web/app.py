@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailer.config import Config
 from mailer.errors import MailerError
-from mailer.web import unsubscribe
+from mailer.web import clicks, unsubscribe
 from mailer.web.pages import BodyTooLarge, HeaderSet, PageRoute, mask_path, route_headers
 from mailer.web.site import Site
 
@@ -44,7 +44,11 @@ HEALTH_HEADERS = {
 def create_app(config: Config, *, access_log: Callable[[str], None] | None = None) -> Starlette:
     """Build the ASGI app; `access_log` receives one line per request (no token, no address)."""
     site = Site.open(config)
-    return compose(site, [unsubscribe.routes(site), health_routes()], access_log=access_log)
+    return compose(
+        site,
+        [unsubscribe.routes(site), clicks.routes(site), health_routes()],
+        access_log=access_log,
+    )
 
 
 def compose(
