@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from mailer.cli import campaign, contacts, lists, render, segments, send, serve, workspace
+from mailer.cli import report
 from mailer.cli._common import State, get_config, opened_database, state
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ def _root(
 
 for module in (workspace, render, send, serve):
     app.registered_commands.extend(module.app.registered_commands)
+app.registered_commands.extend(report.app.registered_commands)
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(lists.app, name="lists")
 app.add_typer(segments.app, name="segments")
