@@ -90,6 +90,8 @@ def demo(
     say(f"Stats       mailer --config {_relative(cfg)} stats {report.campaign}")
     say(f"Unsubscribe mailer --config {_relative(cfg)} serve   # then open:")
     say(f"            {report.unsubscribe_url}")
+    say(f"Clicks      {report.clicks} followed through the web service (counted per link)")
+    say(f"Report      {_relative(report.report)}")
 
 
 def _relative(path: Path | None) -> str:

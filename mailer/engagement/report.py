@@ -189,7 +189,7 @@ def _timeline(conn: sqlite3.Connection, campaign_id: int, report: CampaignReport
         return
     span = (times[-1] - times[0]).total_seconds()
     # Buckets that give at most ~40 columns: a minute, 5, 15 minutes, an hour, 6 hours, a day.
-    for size, unit in ((60, "minute"), (300, "5min"), (900, "15min"), (3600, "hour"),
+    for size, unit in ((10, "10s"), (60, "minute"), (300, "5min"), (900, "15min"), (3600, "hour"),
                        (21600, "6h"), (86400, "day")):  # fmt: skip
         if span / size <= 40:
             break
@@ -198,7 +198,7 @@ def _timeline(conn: sqlite3.Connection, campaign_id: int, report: CampaignReport
     start = datetime.fromtimestamp(first, timezone.utc)
     counts = Counter(int((moment - start).total_seconds() // size) for moment in times)
     buckets = max(counts) + 1
-    label_format = "%H:%M" if size < 86400 else "%d.%m."
+    label_format = "%H:%M:%S" if size < 60 else "%H:%M" if size < 86400 else "%d.%m."
     report.timeline = columns(
         [
             (_local_dt(start + timedelta(seconds=i * size), label_format), counts.get(i, 0))
