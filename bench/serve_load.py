@@ -251,10 +251,9 @@ def click_setup(db: Path, campaign: int, readers: list[int], links: int) -> list
         ]
     store.close()
     secret = SECRET.encode()
-    return [
-        f"/l/{make_link_token(secret, campaign, link_ids[i % links], deliveries[i // 2 % len(deliveries)])}"
-        for i in range(2 * len(deliveries))
-    ]
+    # Each reader follows two different links: 2 clicks and 2 unique (link, reader) pairs.
+    pairs = [(link_ids[i % links], deliveries[i // 2]) for i in range(2 * len(deliveries))]
+    return [f"/l/{make_link_token(secret, campaign, lid, did)}" for lid, did in pairs]
 
 
 def clicks_counted(db: Path, campaign: int, expected: int, timeout: float = 30) -> tuple[int, int]:

@@ -177,7 +177,11 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     },
     "defaults": {"language": (str, "fi"), "max_late_hours": (float, 24.0)},
     "lists": {"kinds": (list, list(DEFAULT_KINDS))},
-    "tracking": {"clicks": (bool, False), "keep_days": (int, 90), "ignore_first_seconds": (int, 30)},
+    "tracking": {
+        "clicks": (bool, False),
+        "keep_days": (int, 90),
+        "ignore_first_seconds": (int, 30),
+    },
 }
 _OPTIONAL_SECTIONS = {"dkim", "smtp", "database", "defaults", "lists", "tracking"}
 

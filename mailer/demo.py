@@ -28,7 +28,8 @@ DEMO_BASE_URL = (
 )
 
 DEMO_TRACKING = (
-    "clicks = false                  # count clicks per link through {base_url}/l/... (no open pixel)",
+    "clicks = false                  # count clicks per link through {base_url}/l/..."
+    " (no open pixel)",
     "clicks = true                   # the demo counts clicks (off by default)",
 )
 DEMO_SCANNER_WINDOW = (

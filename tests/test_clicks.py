@@ -50,7 +50,9 @@ def test_links_point_at_the_service_in_html_only_and_each_click_is_counted(
         head = server.request("HEAD", council)  # not counted
         assert head.status == 302 and head.headers["location"] == COUNCIL
         (en_article, *_) = click_paths(smtp_server, EN)
-        assert server.request("GET", en_article).headers["location"].endswith("/en/arctic-smartness/")
+        assert (
+            server.request("GET", en_article).headers["location"].endswith("/en/arctic-smartness/")
+        )
         assert server.request("GET", "/l/" + "A" * 51).status == 404  # forged
         assert server.request("GET", article[:-1] + "B").status == 404
     finally:
@@ -99,9 +101,7 @@ def test_a_token_of_another_campaign_or_a_test_message_changes_no_count(
     assert (result["clicks"], result["unique_clicks"]) == (0, 0)
 
 
-def test_clicks_right_after_sending_are_mail_scanners_and_not_counted(
-    smtp_workspace, smtp_server
-):
+def test_clicks_right_after_sending_are_mail_scanners_and_not_counted(smtp_workspace, smtp_server):
     ws = smtp_workspace
     ws.set_config("tracking", "ignore_first_seconds", "3600")
     send_campaign(ws, [FI])
@@ -126,9 +126,7 @@ def test_without_click_counting_links_stay_and_stats_say_null(smtp_workspace, sm
     assert (result["clicks"], result["unique_clicks"], result["links"]) == (None, None, [])
 
 
-def test_unique_hashes_go_after_keep_days_and_with_a_forgotten_contact(
-    smtp_workspace, smtp_server
-):
+def test_unique_hashes_go_after_keep_days_and_with_a_forgotten_contact(smtp_workspace, smtp_server):
     from mailer.engagement.clicks import purge_expired
 
     ws = smtp_workspace

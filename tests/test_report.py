@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.clicks_helpers import NAME, click_paths, send_campaign
-from tests.newsletter_helpers import copy_campaign
 from tests.web_helpers import Server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -48,8 +47,8 @@ def reported(smtp_workspace, smtp_server, tmp_path) -> tuple[Path, object]:
     """Two campaigns: one without click counting, then one with clicks, a bounce, an unsubscribe."""
     ws = smtp_workspace
     ws.set_config("tracking", "ignore_first_seconds", "0")
-    smtp_server.handler.rcpt_reply = (
-        lambda address: "550 5.1.1 no such user" if address == GONE else None
+    smtp_server.handler.rcpt_reply = lambda address: (
+        "550 5.1.1 no such user" if address == GONE else None
     )
     ws.cli("contacts", "add", "reader@example.org", "--lang", "en", "--list", "municipality:kemi")
     send_campaign(ws, READERS, clicks=False)

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
-from mailer.cli import campaign, contacts, lists, render, segments, send, serve, workspace
-from mailer.cli import report
+from mailer.cli import campaign, contacts, lists, render, report, segments, send, serve, workspace
 from mailer.cli._common import State, get_config, opened_database, state
 
 if TYPE_CHECKING:

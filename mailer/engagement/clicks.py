@@ -56,7 +56,9 @@ class Target:
 class LinkTargets:
     """Verify link tokens and find their stored URLs (cached: a link never changes)."""
 
-    def __init__(self, secrets: Sequence[bytes], stores: Callable[[], AbstractContextManager[Store]]):
+    def __init__(
+        self, secrets: Sequence[bytes], stores: Callable[[], AbstractContextManager[Store]]
+    ):
         self.secrets = tuple(secrets)
         self.stores = stores
         self._urls: dict[int, tuple[int, str] | None] = {}

@@ -36,6 +36,8 @@ def is_counted(url: str, base_url: str) -> bool:
     lowered = url.lower()
     if not lowered.startswith(("http://", "https://")) or _PLACEHOLDER in url:
         return False
+    if not url.isprintable() or any(ch.isspace() for ch in url):
+        return False  # a broken link stays as written; a Location header gets no CR/LF
     own = base_url.rstrip("/").lower()
     return not (lowered == own or lowered.startswith(own + "/"))
 

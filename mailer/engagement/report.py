@@ -42,6 +42,8 @@ REPORT_LANGUAGES = ("fi", "en")  # staff read the report; recipients never see i
 PREVIOUS = 5  # campaigns to compare with
 _STATUS_CODE = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 _REPLY_CODE = re.compile(r"^\s*([245]\d\d)\b")
+_BUCKETS = ((10, "10s"), (60, "minute"), (300, "5min"), (900, "15min"), (3600, "hour"),
+            (21600, "6h"), (86400, "day"))  # fmt: skip
 
 
 @cache
@@ -188,11 +190,8 @@ def _timeline(conn: sqlite3.Connection, campaign_id: int, report: CampaignReport
     if not times:
         return
     span = (times[-1] - times[0]).total_seconds()
-    # Buckets that give at most ~40 columns: a minute, 5, 15 minutes, an hour, 6 hours, a day.
-    for size, unit in ((10, "10s"), (60, "minute"), (300, "5min"), (900, "15min"), (3600, "hour"),
-                       (21600, "6h"), (86400, "day")):  # fmt: skip
-        if span / size <= 40:
-            break
+    # Buckets that give at most ~40 columns: 10 s, a minute, … an hour, 6 hours, a day.
+    size, unit = next(((n, u) for n, u in _BUCKETS if span / n <= 40), _BUCKETS[-1])
     offset = int(_local_offset(times[0]))  # buckets start at whole local minutes, hours, days
     first = (int(times[0].timestamp()) + offset) // size * size - offset
     start = datetime.fromtimestamp(first, timezone.utc)
@@ -282,8 +281,15 @@ def _compare(store: Store, campaign_id: int, report: CampaignReport, t: Any) -> 
         stats = report.stats if cid == campaign_id else campaign_stats(store, row.name)
         bounce, unsub, click = _rates(stats)
         rows.append(
-            Comparison(row.name, _local(row.frozen_at, "%Y-%m-%d"), stats.sent, bounce, unsub,
-                       click, current=cid == campaign_id)  # fmt: skip
+            Comparison(
+                row.name,
+                _local(row.frozen_at, "%Y-%m-%d"),
+                stats.sent,
+                bounce,
+                unsub,
+                click,
+                current=cid == campaign_id,
+            )  # fmt: skip
         )
     rows.reverse()  # oldest first, this campaign last
     report.comparison = rows

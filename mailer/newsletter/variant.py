@@ -107,7 +107,9 @@ class Variant:
 
         `links` are the recipient's URLs for `self.links` (default: the original URLs).
         """
-        values = self.values(name, email, unsubscribe_url) + (self.links if links is None else links)
+        values = self.values(name, email, unsubscribe_url) + (
+            self.links if links is None else links
+        )
         if part == "html":
             values = tuple(html_module.escape(v, quote=True) for v in values)
         return "".join(p if isinstance(p, str) else values[p] for p in self.pieces(part))

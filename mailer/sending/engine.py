@@ -192,13 +192,13 @@ class _Run:
     def build(self, job: _Job, contact_id: int, email: str, wire: str) -> smtp.Envelope:
         token = make_token(self.secret, self.campaign_id, contact_id)
         builder = self.builder(job.language)
+        recipient = self.content.recipient(email, job.name, wire)
+        url, now = unsubscribe_url(self.base_url, token), self.clock()
         links = self.links.urls(getattr(builder, "links", ()), job.id)  # () when not counted
-        message = builder.build(
-            self.content.recipient(email, job.name, wire),
-            unsubscribe_url(self.base_url, token),
-            now=self.clock(),
-            **({"links": links} if links else {}),
-        )
+        if links:
+            message = builder.build(recipient, url, now=now, links=links)
+        else:
+            message = builder.build(recipient, url, now=now)
         job.message_id = message.message_id
         return smtp.Envelope(
             self.sender_address, wire, message.data, needs_smtputf8=not wire.isascii()

@@ -103,7 +103,9 @@ def record_clicks(
             tally.ignored += 1
             continue
         if click.at - from_db(row[1]) < timedelta(seconds=ignore_seconds):
-            conn.execute("UPDATE campaign_links SET early = early + 1 WHERE id = ?", (click.link_id,))
+            conn.execute(
+                "UPDATE campaign_links SET early = early + 1 WHERE id = ?", (click.link_id,)
+            )
             tally.early += 1
             continue
         updated = conn.execute(
@@ -251,9 +253,7 @@ def audience_by_language(conn: sqlite3.Connection, campaign_id: int) -> list[tup
     return [(str(r[0]), int(r[1])) for r in rows]
 
 
-def audience_by_list(
-    conn: sqlite3.Connection, campaign_id: int
-) -> list[tuple[str, str, str, int]]:
+def audience_by_list(conn: sqlite3.Connection, campaign_id: int) -> list[tuple[str, str, str, int]]:
     """Recipients per list they are in today: (kind, slug, name, count); a contact in two
     lists counts in both; forgotten contacts are in none."""
     rows = conn.execute(
@@ -288,7 +288,8 @@ def sent_times(conn: sqlite3.Connection, campaign_id: int) -> list[str]:
 def failure_details(conn: sqlite3.Connection, campaign_id: int) -> list[str]:
     """The last error of every failed delivery (the server's reply or why it gave up)."""
     rows = conn.execute(
-        "SELECT coalesce(last_error, '') FROM deliveries WHERE campaign_id = ? AND status = 'failed'",
+        "SELECT coalesce(last_error, '') FROM deliveries"
+        " WHERE campaign_id = ? AND status = 'failed'",
         (campaign_id,),
     )
     return [str(r[0]) for r in rows]
