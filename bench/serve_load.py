@@ -1,6 +1,6 @@
-"""Load on `mailer serve`: 2,000 one-click POSTs from 50 concurrent clients, during a send.
+"""Load on `mailer serve`: 2,000 one-click POSTs and 5,000 clicks from 50 clients, during a send.
 
-    python bench/serve_load.py [--requests 2000] [--clients 50] [--writer-rate 800]
+    python bench/serve_load.py [--requests 2000] [--clicks 5000] [--clients 50] [--writer-rate 800]
 
 Loopback only. Runs in one temporary workspace made by `mailer init`:
   1. baseline: GET /healthz (the server and framework alone, no database);
@@ -8,7 +8,9 @@ Loopback only. Runs in one temporary workspace made by `mailer init`:
   3. one-click POSTs while a concurrent writer process simulates `mailer send`'s database
      load (per message: claim the delivery in one transaction, read the contact's status and
      mark it sent in another, paced at --writer-rate messages/s, the rate of a fast SMTP relay).
-Prints requests/s, p50/p99 latency, errors and unsubscribes recorded, and ratios.
+  4. GET /l/{token} (counted links: a 302 each, the count written in batches) during a send,
+     from 50 clients over the campaign's links and deliveries.
+Prints requests/s, p50/p99 latency, errors, unsubscribes and clicks recorded, and ratios.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 SECRET = "bench-secret-0123456789abcdefghijklmnop"
@@ -32,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from mailer.store import Store  # noqa: E402
 from mailer.store.contacts import insert_contact  # noqa: E402
 from mailer.timeutil import now_utc, to_db  # noqa: E402
-from mailer.tokens import make_token  # noqa: E402
+from mailer.tokens import make_link_token, make_token  # noqa: E402
 
 
 def free_port() -> int:
@@ -84,6 +87,30 @@ def populate(db: Path, contacts: int, deliveries: int) -> tuple[int, list[int], 
     return int(campaign), ids[:contacts], int(first or 0)
 
 
+def populate_readers(db: Path, count: int) -> list[int]:
+    """`count` more contacts who click (each gets a sent delivery in click_setup)."""
+    store = Store(db)
+    now = now_utc()
+    with store.transaction() as conn:
+        ids = [
+            insert_contact(
+                conn,
+                email=f"clicker{i}@example.com",
+                email_ascii=f"clicker{i}@example.com",
+                email_key=f"clicker{i}@example.com",
+                name="",
+                organization="",
+                language="fi",
+                attributes={},
+                consent_source="bench",
+                now=now,
+            )
+            for i in range(count)
+        ]
+    store.close()
+    return ids
+
+
 def writer(db: str, first: int, rate: float, stop, done) -> None:
     """Simulate a send's database traffic until `stop` is set (runs in its own process)."""
     store = Store(db, migrate=False)
@@ -119,7 +146,9 @@ def writer(db: str, first: int, rate: float, stop, done) -> None:
     store.close()
 
 
-def load(port: int, requests: list[tuple[str, str, bytes, dict]], clients: int) -> dict:
+def load(
+    port: int, requests: list[tuple[str, str, bytes, dict]], clients: int, expect: int = 200
+) -> dict:
     """Send `requests` from `clients` threads, each on its own keep-alive connection."""
     latencies: list[float] = []
     errors: list[str] = []
@@ -139,7 +168,7 @@ def load(port: int, requests: list[tuple[str, str, bytes, dict]], clients: int) 
                 conn.request(method, path, body=body, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
-                ok = resp.status == 200
+                ok = resp.status == expect
                 status = str(resp.status)
             except (OSError, http.client.HTTPException) as exc:
                 ok, status = False, type(exc).__name__
@@ -196,6 +225,53 @@ def recorded(db: Path, ids: list[int]) -> tuple[int, int]:
     return int(unsub), int(events)
 
 
+def click_setup(db: Path, campaign: int, readers: list[int], links: int) -> list[str]:
+    """Counted links for the campaign and one sent delivery per reader; their /l/ paths."""
+    store = Store(db)
+    sent = to_db(now_utc() - timedelta(hours=1))  # past the scanner window, within keep_days
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO click_campaigns (campaign_id, hash_key, tracked_at) VALUES (?, ?, ?)",
+            (campaign, os.urandom(32), sent),
+        )
+        link_ids = [
+            conn.execute(
+                "INSERT INTO campaign_links (campaign_id, position, url) VALUES (?, ?, ?)",
+                (campaign, n, f"https://www.lapinliitto.fi/uutinen-{n}/"),
+            ).lastrowid
+            for n in range(links)
+        ]
+        deliveries = [
+            conn.execute(
+                "INSERT INTO deliveries (campaign_id, contact_id, language, status, updated_at,"
+                " sent_at) VALUES (?, ?, 'fi', 'sent', ?, ?)",
+                (campaign, cid, sent, sent),
+            ).lastrowid
+            for cid in readers
+        ]
+    store.close()
+    secret = SECRET.encode()
+    # Each reader follows two different links: 2 clicks and 2 unique (link, reader) pairs.
+    pairs = [(link_ids[i % links], deliveries[i // 2]) for i in range(2 * len(deliveries))]
+    return [f"/l/{make_link_token(secret, campaign, lid, did)}" for lid, did in pairs]
+
+
+def clicks_counted(db: Path, campaign: int, expected: int, timeout: float = 30) -> tuple[int, int]:
+    """(clicks, unique clicks) once all `expected` are written (or the timeout passed)."""
+    store = Store(db, migrate=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        clicks, unique = store.conn.execute(
+            "SELECT coalesce(sum(clicks), 0), coalesce(sum(unique_clicks), 0)"
+            " FROM campaign_links WHERE campaign_id = ?",
+            (campaign,),
+        ).fetchone()
+        if clicks >= expected or time.monotonic() > deadline:
+            store.close()
+            return int(clicks), int(unique)
+        time.sleep(0.2)
+
+
 def show(name: str, r: dict, extra: str = "") -> None:
     kinds = f" {r['error_kinds']}" if r["errors"] else ""
     print(
@@ -208,6 +284,7 @@ def show(name: str, r: dict, extra: str = "") -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clicks", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--writer-rate", type=float, default=800.0, help="messages/s; 0 = flat out")
     args = parser.parse_args()
@@ -223,6 +300,8 @@ def main() -> int:
     db = tmp / "ws" / "mailer.db"
     campaign, ids, first_delivery = populate(db, 2 * args.requests, 200_000)
     idle_ids, busy_ids = ids[: args.requests], ids[args.requests :]
+    click_readers = populate_readers(db, args.clicks // 2)
+    click_paths = click_setup(db, campaign, click_readers, links=6)
 
     port = free_port()
     log = (tmp / "serve.log").open("wb")
@@ -274,12 +353,38 @@ def main() -> int:
             f"p99 {busy['p99_ms'] / idle['p99_ms']:.2f}x"
         )
         print(f"ratio one-click / healthz: {idle['rps'] / health['rps']:.2f} (req/s)")
+
+        stop, rate = multiprocessing.Event(), multiprocessing.Value("d", 0.0)
+        proc = multiprocessing.Process(
+            target=writer, args=(str(db), first_delivery + 100_000, args.writer_rate, stop, rate)
+        )
+        proc.start()
+        time.sleep(1.0)
+        clicks = load(port, [("GET", p, b"", {}) for p in click_paths], args.clients, expect=302)
+        stop.set()
+        proc.join(timeout=30)
+        counted, unique = clicks_counted(db, campaign, len(click_paths))
+        show(
+            "GET /l/ click, during a send",
+            clicks,
+            f"  counted {counted}/{len(click_paths)}, unique per link {unique}/{len(click_paths)}",
+        )
+        print(f"simulated send wrote {rate.value:.0f} messages/s meanwhile")
+        print(
+            f"p99 click / p99 one-click (both during a send): "
+            f"{clicks['p99_ms'] / busy['p99_ms']:.2f}x; req/s {clicks['rps'] / busy['rps']:.2f}x"
+        )
         ok = (
-            idle["errors"] == busy["errors"] == 0
+            idle["errors"] == busy["errors"] == clicks["errors"] == 0
             and unsub == events == len(idle_ids)
             and unsub_b == events_b == len(busy_ids)
+            and counted == len(click_paths)
+            and unique == len(click_paths)  # per link: each reader follows two links
         )
-        print("goal (0 errors, every unsubscribe recorded):", "met" if ok else "NOT met")
+        print(
+            "goal (0 errors, every unsubscribe recorded, every click counted):",
+            "met" if ok else "NOT met",
+        )
         return 0 if ok else 1
     finally:
         server.terminate()

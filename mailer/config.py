@@ -80,6 +80,15 @@ class ArchiveConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """[tracking]: click counting per link (off by default); no open pixel, ever."""
+
+    clicks: bool = False
+    keep_days: int = 90  # the keyed hashes behind unique counts are deleted after this
+    ignore_first_seconds: int = 30  # clicks this soon after sending are mail scanners
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     sender: SenderConfig
@@ -91,6 +100,7 @@ class Config:
     dkim: DkimConfig | None = None
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     environ: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    tracking: TrackingConfig = TrackingConfig()
 
     @property
     def base_dir(self) -> Path:
@@ -179,8 +189,13 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     },
     "lists": {"kinds": (list, list(DEFAULT_KINDS))},
     "archive": {"default": (bool, False)},
+    "tracking": {
+        "clicks": (bool, False),
+        "keep_days": (int, 90),
+        "ignore_first_seconds": (int, 30),
+    },
 }
-_OPTIONAL_SECTIONS = {"dkim", "smtp", "database", "defaults", "lists", "archive"}
+_OPTIONAL_SECTIONS = {"dkim", "smtp", "database", "defaults", "lists", "archive", "tracking"}
 
 
 def find_config_path(explicit: str | Path | None, environ: dict[str, str]) -> Path:
@@ -251,6 +266,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
 
     web = dict(values["web"], base_url=base_url)
     web["previous_secrets"] = tuple(web["previous_secrets"])
+    tracking = _tracking(path, values["tracking"])
     return Config(
         path=path,
         sender=SenderConfig(**values["sender"]),
@@ -262,7 +278,16 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         dkim=dkim,
         archive=ArchiveConfig(**values["archive"]),
         environ=env,
+        tracking=tracking,
     )
+
+
+def _tracking(path: Path, tracking: dict[str, Any]) -> TrackingConfig:
+    if tracking["keep_days"] < 1:
+        raise _bad(path, "tracking.keep_days", "must be at least 1")
+    if tracking["ignore_first_seconds"] < 0:
+        raise _bad(path, "tracking.ignore_first_seconds", "must not be negative")
+    return TrackingConfig(**tracking)
 
 
 # --- safe by default (PRODUCT.md): secrets, cleartext SMTP, CSV ---------------------------
@@ -447,4 +472,9 @@ csv_delimiter = ";"             # CSV the tool writes (Finnish and Swedish Excel
 
 [archive]
 default = false                 # a campaign is public only with `archive = true` (or this)
+
+[tracking]
+clicks = false                  # count clicks per link through {base_url}/l/... (no open pixel)
+keep_days = 90                  # after this only the per-link counts remain
+ignore_first_seconds = 30       # clicks this soon after sending are mail scanners
 """

@@ -27,6 +27,16 @@ DEMO_BASE_URL = (
     'base_url = "http://127.0.0.1:8080"   # `mailer serve` on this machine',
 )
 
+DEMO_TRACKING = (
+    "clicks = false                  # count clicks per link through {base_url}/l/..."
+    " (no open pixel)",
+    "clicks = true                   # the demo counts clicks (off by default)",
+)
+DEMO_SCANNER_WINDOW = (
+    "ignore_first_seconds = 30       # clicks this soon after sending are mail scanners",
+    "ignore_first_seconds = 0        # the demo's own clicks come right after sending",
+)
+
 # The demo's news items and campaign file ship inside the package.
 DEMO_CONTENT = Path(__file__).resolve().parent / "demo_content"
 
@@ -45,6 +55,8 @@ class DemoReport:
     recipients: int = 0
     unsubscribe_url: str = ""
     archive_url: str = ""  # the issue's public copy, once `mailer serve` runs
+    clicks: int = 0  # simulated through the real web service
+    report: Path | None = None
 
 
 def run_demo(
@@ -68,7 +80,7 @@ def run_demo(
     if created:
         init_workspace(directory, environ=environ)
         text = config_path.read_text(encoding="utf-8")
-        for old, new in (DEMO_SMTP, DEMO_BASE_URL):
+        for old, new in (DEMO_SMTP, DEMO_BASE_URL, DEMO_TRACKING, DEMO_SCANNER_WINDOW):
             text = text.replace(old, new)
         config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path, environ)
@@ -122,7 +134,61 @@ def run_demo(
         url = str(headers.get("List-Unsubscribe", ""))
         report.unsubscribe_url = url.split(",")[0].strip().strip("<>")
         break
+    report.clicks, report.report = _clicks_and_report(config, report)
     return report
+
+
+# --- the demo's clicks and report ------------------------------------------------------------
+
+
+def _clicks_and_report(config: Config, report: DemoReport) -> tuple[int, Path]:
+    """Follow a few of the sent links through the real web service, then write the report."""
+    import http.client
+    import re
+    import threading
+    import time
+
+    import uvicorn
+
+    from mailer.capture import free_port
+    from mailer.engagement.report import report_language, write_report
+    from mailer.web.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    clicks = 0
+    try:
+        box = mailbox.Maildir(str(report.maildir), create=False)
+        for n, key in enumerate(sorted(box.iterkeys())[:12]):
+            paths = re.findall(r'href="https?://[^/"]+(/l/[A-Za-z0-9_-]+)"', _html_part(box[key]))
+            for path in paths[: 1 + n % 3]:  # some readers follow more than one link
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", path)
+                clicks += conn.getresponse().status == 302
+                conn.close()
+    finally:
+        server.should_exit = True  # its shutdown writes the counts
+        thread.join(timeout=30)
+    out = report.workspace / "report.html"
+    language = report_language(None, config.defaults.language)
+    with Store(config.database_path) as store:
+        write_report(store, report.campaign, out, language=language, now=now_utc())
+    return clicks, out
+
+
+def _html_part(message: mailbox.MaildirMessage) -> str:
+    for part in message.walk():
+        if part.get_content_type() == "text/html":
+            payload = part.get_payload(decode=True)
+            return payload.decode("utf-8") if isinstance(payload, bytes) else ""
+    return ""
 
 
 def _pointed_at(config: Config, port: int) -> Config:

@@ -21,6 +21,7 @@ LAYERS = {
     "web": 4,
     "demo": 4,
     "sending": 3,
+    "engagement": 3,  # counted links at the freeze, click counts, the report (uses stats)
     "workspace": 3,  # `mailer init` makes the database
     "newsletter": 2,
     "audience": 2,

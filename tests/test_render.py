@@ -132,8 +132,8 @@ def test_a_variant_frozen_by_the_first_format_still_fills_the_same(workspace):
 
 def test_a_variant_from_a_newer_mailer_is_a_clear_error():
     stored = json.loads((STORED / "format1.fi.json").read_text(encoding="utf-8"))
-    with pytest.raises(VariantFormatError, match=r"has format 3, .* reads formats 1 to 2"):
-        Variant.from_json(json.dumps(dict(stored, format=3)))
+    with pytest.raises(VariantFormatError, match=r"has format 4, .* reads formats 1 to 3"):
+        Variant.from_json(json.dumps(dict(stored, format=4)))
     newer = dict(stored, format=2, fields=["greeting", "view_url", "unsubscribe_url"])
     with pytest.raises(VariantFormatError, match=r"uses the field\(s\) view_url"):
         Variant.from_json(json.dumps(newer))

@@ -331,12 +331,14 @@ class ForgetReport:
 def forget(store: Store, config: Config, email: str, *, now: datetime) -> ForgetReport:
     """Erase a contact and its memberships; keep only a keyed hash that refuses it later."""
     from mailer.store import contacts as q
+    from mailer.store import engagement as q_engagement
 
     secret = config.secret()
     with store.transaction() as conn:
         row = _find(conn, email)
         contact_id = int(row["id"])
         lists = len(q.contact_lists(conn, contact_id))
+        q_engagement.forget_contact(conn, contact_id)  # no keyed click hash points at them
         q.add_suppression(
             conn, suppression_hash(secret, row["email_key"]), "forgotten", now, secret_id(secret)
         )

@@ -13,7 +13,18 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
-from mailer.cli import archive, campaign, contacts, lists, render, segments, send, serve, workspace
+from mailer.cli import (
+    archive,
+    campaign,
+    contacts,
+    lists,
+    render,
+    report,
+    segments,
+    send,
+    serve,
+    workspace,
+)
 from mailer.cli._common import State, csv_delimiter, get_config, opened_database, state
 
 if TYPE_CHECKING:
@@ -95,7 +106,7 @@ def _root(
     st.debug = debug
 
 
-for module in (workspace, render, send, serve):
+for module in (workspace, render, send, report, serve):
     app.registered_commands.extend(module.app.registered_commands)
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(lists.app, name="lists")

@@ -293,6 +293,8 @@ STATS_FIELDS = (
     "unknown",
     "skipped",
     "unsubscribed",
+    "clicks",
+    "unique_clicks",
 )
 
 
@@ -315,6 +317,10 @@ def stats(
     with open_store(config) as store:
         data = campaign_stats(store, name).to_dict()
     if fmt == "json":
-        print_json({key: data[key] for key in STATS_FIELDS})
+        print_json({**{key: data[key] for key in STATS_FIELDS}, "links": data["links"]})
     else:
-        print_rows([{"field": k, "value": data[k]} for k in STATS_FIELDS], ("field", "value"))
+        rows = [{"field": k, "value": "-" if data[k] is None else data[k]} for k in STATS_FIELDS]
+        print_rows(rows, ("field", "value"))
+        if data["links"]:
+            print()
+            print_rows(data["links"], ("clicks", "unique_clicks", "url"))

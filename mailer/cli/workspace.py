@@ -92,6 +92,8 @@ def demo(
     say(f"            {report.unsubscribe_url}")
     if report.archive_url:
         say(f"Archive     {report.archive_url}   (the public copy, with the same serve)")
+    say(f"Clicks      {report.clicks} followed through the web service (counted per link)")
+    say(f"Report      {_relative(report.report)}")
 
 
 def _relative(path: Path | None) -> str:

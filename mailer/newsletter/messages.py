@@ -230,8 +230,8 @@ def _soft_break(encoded: bytes) -> bytes:
 
 
 # A field whose next piece starts a new line needs no soft break after its value: such a
-# field is stored as its index + _AT_LINE_END.
-_AT_LINE_END = 100
+# field is stored as its index + _AT_LINE_END (above any index: fields and counted links).
+_AT_LINE_END = 1 << 20
 
 
 def _prepare_part(pieces: list[str | int]) -> list[bytes | int]:
@@ -326,6 +326,11 @@ class MessageBuilder:
                 config.dkim_key(),
             )
 
+    @property
+    def links(self) -> tuple[str, ...]:
+        """The variant's counted links (original URLs), whose click URLs `build` takes."""
+        return self.variant.links
+
     def build(
         self,
         recipient: Recipient,
@@ -333,10 +338,13 @@ class MessageBuilder:
         *,
         now: datetime,
         test: bool = False,
+        links: Sequence[str] = (),
     ) -> BuiltMessage:
         """Return the message for `recipient`, Date stamped `now`, signed when configured.
 
         A list message needs `unsubscribe_url`; a one-off one only when its text links it.
+        `links` are this recipient's URLs for the variant's counted links (its click URLs);
+        without them the links keep their original URLs (previews, test sends).
         """
         if now.tzinfo is None:
             raise ValueError("now must be an aware datetime")
@@ -348,7 +356,9 @@ class MessageBuilder:
         )
         values = self.variant.values(one_line(recipient.name), recipient.email, unsubscribe_url)
         text_values = _encoded_values(values)
-        html_values = _encoded_values([html_module.escape(v, quote=True) for v in values])
+        html_values = _encoded_values(
+            [html_module.escape(v, quote=True) for v in (*values, *(links or self.variant.links))]
+        )
         headers = [
             self._from,
             address_header("To", recipient.name, wire).encode("utf-8"),

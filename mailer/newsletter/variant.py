@@ -5,6 +5,10 @@ stored form carries a format version; every version this code ever wrote keeps l
   1  the first: the placeholder fields are implied (greeting, name, email, unsubscribe_url).
   2  lists the placeholder fields the variant uses, so that new fields (a preferences link,
      a "view in a browser" link) need no new version and older variants keep their own.
+  3  adds `links`: the URLs of the HTML part's counted links (click counting on), whose
+     hrefs are the placeholders LINK0, LINK1, … (`link_placeholder`), filled per message
+     with that recipient's `{base_url}/l/{token}`. A variant without links is written as
+     format 2, which older code reads.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ FIELDS = ("greeting", "name", "email", "unsubscribe_url")
 # The fields of a format-1 variant: fixed forever, whatever FIELDS grows into.
 _FORMAT_1_FIELDS: tuple[str, ...] = ("greeting", "name", "email", "unsubscribe_url")
 _FORMAT_VERSION = 2
+_FORMAT_LINKS = 3  # format 2 plus `links`
 
 
 class VariantFormatError(MailerError):
@@ -42,25 +47,31 @@ class Variant:
     text: str  # with placeholders; "\n" line ends
     marker: str
     fields: tuple[str, ...] = FIELDS  # the placeholder fields html and text may hold
+    links: tuple[str, ...] = ()  # counted links of the HTML part: LINKn is links[n]
 
     def placeholder(self, field: str) -> str:
         return placeholder(field, self.marker)
 
     @cached_property
     def _pattern(self) -> re.Pattern[str]:
-        names = "|".join(f.upper() for f in self.fields)
+        names = "|".join([*(f.upper() for f in self.fields), *(["LINK[0-9]+"] * bool(self.links))])
         return re.compile(rf"%%MAILER_({names})_{re.escape(self.marker)}%%")
 
     def pieces(self, part: str) -> list[str | int]:
-        """Split the `html` or `text` part into literal strings and field indexes (`fields`)."""
+        """Split the `html` or `text` part into literal strings and value indexes: a field's
+        index in `fields`, or `len(fields) + n` for the link `links[n]`."""
         source = self.html if part == "html" else self.text
-        if not self.fields:
+        if not self.fields and not self.links:
             return [source]
         out: list[str | int] = []
         pos = 0
         for match in self._pattern.finditer(source):
             out.append(source[pos : match.start()])
-            out.append(self.fields.index(match.group(1).lower()))
+            name = match.group(1)
+            if name.startswith("LINK") and name[4:].isdigit():
+                out.append(len(self.fields) + int(name[4:]))
+            else:
+                out.append(self.fields.index(name.lower()))
             pos = match.end()
         out.append(source[pos:])
         return out
@@ -84,43 +95,55 @@ class Variant:
     def _picks(self) -> tuple[int, ...]:
         return tuple(FIELDS.index(f) for f in self.fields)
 
-    def fill(self, part: str, name: str, email: str, unsubscribe_url: str) -> str:
-        """Return the finished `html` or `text` for one recipient (slow path: tests, samples)."""
-        values = self.values(name, email, unsubscribe_url)
+    def fill(
+        self,
+        part: str,
+        name: str,
+        email: str,
+        unsubscribe_url: str,
+        links: tuple[str, ...] | None = None,
+    ) -> str:
+        """Return the finished `html` or `text` for one recipient (slow path: tests, samples).
+
+        `links` are the recipient's URLs for `self.links` (default: the original URLs).
+        """
+        values = self.values(name, email, unsubscribe_url) + (
+            self.links if links is None else links
+        )
         if part == "html":
             values = tuple(html_module.escape(v, quote=True) for v in values)
         return "".join(p if isinstance(p, str) else values[p] for p in self.pieces(part))
 
     def to_json(self) -> str:
-        """The stored form (format 2), read back by `from_json`."""
-        return json.dumps(
-            {
-                "format": _FORMAT_VERSION,
-                "language": self.language,
-                "campaign": self.campaign,
-                "subject": self.subject,
-                "preheader": self.preheader,
-                "html": self.html,
-                "text": self.text,
-                "marker": self.marker,
-                "fields": list(self.fields),
-            },
-            ensure_ascii=False,
-        )
+        """The stored form (format 2, or 3 with links), read back by `from_json`."""
+        stored = {
+            "format": _FORMAT_LINKS if self.links else _FORMAT_VERSION,
+            "language": self.language,
+            "campaign": self.campaign,
+            "subject": self.subject,
+            "preheader": self.preheader,
+            "html": self.html,
+            "text": self.text,
+            "marker": self.marker,
+            "fields": list(self.fields),
+        }
+        if self.links:
+            stored["links"] = list(self.links)
+        return json.dumps(stored, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, data: str) -> Variant:
-        """Load a stored variant of any format this code ever wrote (1 or 2)."""
+        """Load a stored variant of any format this code ever wrote (1 to 3)."""
         obj = json.loads(data)
         version = obj.get("format")
         if version == 1:
             fields = _FORMAT_1_FIELDS
-        elif version == 2:
+        elif version in (_FORMAT_VERSION, _FORMAT_LINKS):
             fields = _known_fields(obj["fields"])
         else:
             raise VariantFormatError(
                 f"a stored variant has format {version!r}, which this mailer cannot read"
-                f" (it reads formats 1 to {_FORMAT_VERSION}): was it written by a newer mailer?"
+                f" (it reads formats 1 to {_FORMAT_LINKS}): was it written by a newer mailer?"
             )
         return cls(
             language=obj["language"],
@@ -131,6 +154,7 @@ class Variant:
             text=obj["text"],
             marker=obj["marker"],
             fields=fields,
+            links=tuple(obj.get("links", ())) if version == _FORMAT_LINKS else (),
         )
 
 
@@ -151,6 +175,11 @@ def used_fields(marker: str, *parts: str) -> tuple[str, ...]:
 
 def placeholder(field: str, marker: str) -> str:
     return f"%%MAILER_{field.upper()}_{marker}%%"
+
+
+def link_placeholder(index: int, marker: str) -> str:
+    """The placeholder of the variant's counted link `links[index]` (format 3)."""
+    return f"%%MAILER_LINK{index}_{marker}%%"
 
 
 def choose_variant(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,10 @@ class Stats:
     unknown: int
     skipped: int
     unsubscribed: int
+    # Click counting: None when the campaign was sent without it; links in newsletter order.
+    clicks: int | None = None
+    unique_clicks: int | None = None
+    links: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -284,4 +288,21 @@ def campaign_stats(store: Store, name: str) -> Stats:
         unknown=counts["unknown"],
         skipped=counts["skipped"],
         unsubscribed=count_for_campaign(conn, row.id),
+        **_click_stats(conn, row.id),
     )
+
+
+def _click_stats(conn: sqlite3.Connection, campaign_id: int) -> dict[str, Any]:
+    from mailer.engagement.clicks import campaign_clicks
+
+    counted = campaign_clicks(conn, campaign_id)
+    if counted is None:
+        return {}
+    return {
+        "clicks": counted.clicks,
+        "unique_clicks": counted.unique_clicks,
+        "links": [
+            {"url": link.url, "clicks": link.clicks, "unique_clicks": link.unique_clicks}
+            for link in counted.links
+        ],
+    }

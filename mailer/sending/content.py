@@ -29,9 +29,15 @@ class Built(Protocol):
 
 class Builder(Protocol):
     def build(
-        self, recipient: Any, unsubscribe_url: str, *, now: datetime, test: bool = False
+        self,
+        recipient: Any,
+        unsubscribe_url: str,
+        *,
+        now: datetime,
+        test: bool = False,
+        links: Sequence[str] = (),
     ) -> Built:
-        """Return the message for one recipient."""
+        """Return the message for one recipient (`links`: its click URLs, when counted)."""
 
 
 class Content(Protocol):

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from mailer.audience.subscriptions import change_status
 from mailer.config import Config
+from mailer.engagement.links import LinkFiller, link_filler
 from mailer.errors import ConflictError, LeaseHeldError
 from mailer.sending import smtp
 from mailer.sending.campaigns import find_campaign, reload_campaign
@@ -135,6 +136,7 @@ class _Run:
         self.base_url = ctx.config.web.base_url
         self.sender_address = envelope_sender(ctx.config)
         self.builders: dict[str, Builder] = {}
+        self.links = LinkFiller(self.secret, self.base_url, campaign.id, {})  # set with builders
         self.started = time.monotonic()
         self.last_renew = time.monotonic()
         self.quotas = _has_quotas(ctx.config)
@@ -179,6 +181,9 @@ class _Run:
         if found is None:
             with self.lock:
                 frozen = q_campaigns.variants(self.store.conn, self.campaign_id)
+                self.links = link_filler(
+                    self.store.conn, self.secret, self.base_url, self.campaign_id
+                )
             for lang, text in frozen.items():
                 self.builders.setdefault(lang, self.content.builder(self.config, text))
             found = self.builders[language]
@@ -186,11 +191,14 @@ class _Run:
 
     def build(self, job: _Job, contact_id: int, email: str, wire: str) -> smtp.Envelope:
         token = make_token(self.secret, self.campaign_id, contact_id)
-        message = self.builder(job.language).build(
-            self.content.recipient(email, job.name, wire),
-            unsubscribe_url(self.base_url, token),
-            now=self.clock(),
-        )
+        builder = self.builder(job.language)
+        recipient = self.content.recipient(email, job.name, wire)
+        url, now = unsubscribe_url(self.base_url, token), self.clock()
+        links = self.links.urls(getattr(builder, "links", ()), job.id)  # () when not counted
+        if links:
+            message = builder.build(recipient, url, now=now, links=links)
+        else:
+            message = builder.build(recipient, url, now=now)
         job.message_id = message.message_id
         return smtp.Envelope(
             self.sender_address, wire, message.data, needs_smtputf8=not wire.isascii()

@@ -38,6 +38,17 @@ def freeze_campaign(
         if not q_campaigns.mark_frozen(conn, row.id, now):
             return ALREADY_FROZEN
         where, params = content.audience(conn, config, row.segment)
+        if config.tracking.clicks:  # links become {base_url}/l/{token}, registered now
+            from mailer.engagement.links import freeze_links
+
+            variants = freeze_links(
+                conn,
+                row.id,
+                variants,
+                base_url=config.web.base_url,
+                default_language=default,
+                now=now,
+            )
         for language in languages:
             q_campaigns.insert_variant(conn, row.id, language, variants[language])
         return q_deliveries.insert_audience(

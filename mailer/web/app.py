@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailer.config import Config
 from mailer.errors import MailerError
-from mailer.web import archive, images, unsubscribe
+from mailer.web import archive, clicks, images, unsubscribe
 from mailer.web.pages import BodyTooLarge, HeaderSet, PageRoute, mask_path, route_headers
 from mailer.web.site import Site
 
@@ -47,7 +47,13 @@ def create_app(config: Config, *, access_log: Callable[[str], None] | None = Non
     site = Site.open(config)
     return compose(
         site,
-        [unsubscribe.routes(site), archive.routes(site), images.routes(site), health_routes()],
+        [
+            unsubscribe.routes(site),
+            archive.routes(site),
+            images.routes(site),
+            clicks.routes(site),
+            health_routes(),
+        ],
         access_log=access_log,
     )
 

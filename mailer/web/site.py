@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -56,6 +56,8 @@ class Site:
     pages: Pages
     secrets: tuple[bytes, ...]
     default_headers: dict[str, str] = field(default_factory=dict)
+    # What an area started (a writer thread) and must finish before the store closes.
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
     def open(cls, config: Config) -> Site:
@@ -74,4 +76,6 @@ class Site:
         return self.config.defaults.language
 
     def close(self) -> None:
+        for closer in reversed(self.closers):
+            closer()
         self.stores.close()

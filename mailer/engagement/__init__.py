@@ -1,0 +1,1 @@
+"""What was read, without watching anyone: counted links, click counts, the campaign report."""
