@@ -58,6 +58,7 @@ class WebConfig:
     previous_secrets: tuple[str, ...]
     host: str
     port: int
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,19 @@ class DefaultsConfig:
 
 
 @dataclass(frozen=True)
+class SignupConfig:
+    """[signup]: the signup form, its confirmation mail and the preference page."""
+
+    lists: tuple[str, ...]  # KIND:* or KIND:SLUG that a visitor may choose
+    consent_version: str
+    consent_file: Path  # the consent texts per language (written by `mailer init`)
+    confirm_hours: float
+    per_address_per_day: int
+    per_client_per_hour: int
+    record_client_address: bool
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     sender: SenderConfig
@@ -83,6 +97,7 @@ class Config:
     defaults: DefaultsConfig
     list_kinds: tuple[str, ...]
     dkim: DkimConfig | None = None
+    signup: SignupConfig | None = None
     environ: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -158,6 +173,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "previous_secrets": (list, []),
         "host": (str, "127.0.0.1"),
         "port": (int, 8080),
+        "trusted_proxies": (list, ["127.0.0.1", "::1"]),
     },
     "database": {"path": (str, "mailer.db")},
     "dkim": {
@@ -167,8 +183,18 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     },
     "defaults": {"language": (str, "fi"), "max_late_hours": (float, 24.0)},
     "lists": {"kinds": (list, list(DEFAULT_KINDS))},
+    "signup": {
+        "lists": (list, ["company:*"]),
+        "consent_version": (str, _REQUIRED),
+        "consent_file": (str, "consent.toml"),
+        "confirm_hours": (float, 72.0),
+        "per_address_per_day": (int, 3),
+        "per_client_per_hour": (int, 20),
+        "record_client_address": (bool, False),
+    },
 }
-_OPTIONAL_SECTIONS = {"dkim", "smtp", "database", "defaults", "lists"}
+_OPTIONAL_SECTIONS = {"dkim", "smtp", "database", "defaults", "lists", "signup"}
+_ABSENT_UNLESS_WRITTEN = ("dkim", "signup")  # sections that exist only when written
 
 
 def find_config_path(explicit: str | Path | None, environ: dict[str, str]) -> Path:
@@ -208,7 +234,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     values = {
         section: _section(path, section, data.get(section))
         for section in _SCHEMA
-        if section != "dkim"
+        if section not in _ABSENT_UNLESS_WRITTEN
     }
     dkim = None
     if "dkim" in data:
@@ -237,6 +263,10 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
 
     web = dict(values["web"], base_url=base_url)
     web["previous_secrets"] = tuple(web["previous_secrets"])
+    web["trusted_proxies"] = _proxies(path, web["trusted_proxies"])
+    signup = None
+    if "signup" in data:
+        signup = _signup(path, _section(path, "signup", data["signup"]), tuple(kinds))
     return Config(
         path=path,
         sender=SenderConfig(**values["sender"]),
@@ -246,6 +276,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         defaults=DefaultsConfig(**values["defaults"]),
         list_kinds=tuple(kinds),
         dkim=dkim,
+        signup=signup,
         environ=env,
     )
 
@@ -329,7 +360,52 @@ def _section(path: Path, section: str, table: Any) -> dict[str, Any]:
     return out
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    bool: "true or false",
+}
+
+
+def _proxies(path: Path, values: list[Any]) -> tuple[str, ...]:
+    import ipaddress
+
+    for value in values:
+        try:
+            ipaddress.ip_address(value if isinstance(value, str) else "")
+        except ValueError:
+            raise _bad(path, "web.trusted_proxies", f"{value!r} is not an IP address") from None
+    return tuple(str(ipaddress.ip_address(v)) for v in values)
+
+
+def _signup(path: Path, s: dict[str, Any], kinds: tuple[str, ...]) -> SignupConfig:
+    lists: list[str] = []
+    for ref in s["lists"]:
+        kind, colon, slug = ref.partition(":") if isinstance(ref, str) else ("", "", "")
+        if not colon or kind not in kinds or not slug or any(ch.isspace() for ch in slug):
+            raise _bad(
+                path, "signup.lists", f"{ref!r} is not KIND:* or KIND:SLUG of a kind in lists.kinds"
+            )
+        lists.append(ref)
+    version = s["consent_version"].strip()
+    if not version or not version.isprintable() or len(version) > 64:
+        raise _bad(path, "signup.consent_version", "must be one short line such as 2026-12")
+    if s["confirm_hours"] <= 0:
+        raise _bad(path, "signup.confirm_hours", "must be more than 0")
+    for key in ("per_address_per_day", "per_client_per_hour"):
+        if s[key] < 1:
+            raise _bad(path, f"signup.{key}", "must be at least 1")
+    return SignupConfig(
+        lists=tuple(lists),
+        consent_version=version,
+        consent_file=path.parent / s["consent_file"],
+        confirm_hours=s["confirm_hours"],
+        per_address_per_day=s["per_address_per_day"],
+        per_client_per_hour=s["per_client_per_hour"],
+        record_client_address=s["record_client_address"],
+    )
 
 
 def _bad(path: Path, key: str, message: str) -> ConfigError:
@@ -367,6 +443,7 @@ secret = "{secret}"
 previous_secrets = []
 host = "127.0.0.1"
 port = 8080
+trusted_proxies = ["127.0.0.1", "::1"]   # whose X-Forwarded-For is believed (signup limits)
 
 [database]
 path = "mailer.db"
@@ -374,4 +451,15 @@ path = "mailer.db"
 [defaults]
 language = "fi"
 max_late_hours = 24
+
+# The signup form (/subscribe) and the preference page (/p): remove the # signs to turn
+# them on. The consent texts people agree to are in consent.toml; when you change a text,
+# change consent_version too (`mailer serve` refuses to start otherwise).
+# [signup]
+# lists = ["company:*"]           # what a visitor may choose: KIND:* or KIND:SLUG
+# consent_version = "2026-12"     # recorded with each confirmation
+# confirm_hours = 72              # a confirmation link expires after this
+# per_address_per_day = 3         # confirmation and preference mails to one address
+# per_client_per_hour = 20        # form posts from one client address
+# record_client_address = false   # keep the client address with a signup's consent
 """

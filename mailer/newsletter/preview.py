@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mailer.errors import InputError
 from mailer.newsletter.messages import MessageBuilder, Recipient
 from mailer.newsletter.render import render_campaign
-from mailer.tokens import make_token, unsubscribe_url
+from mailer.tokens import make_preferences_token, make_token, preferences_url, unsubscribe_url
 
 if TYPE_CHECKING:
     from mailer.config import Config
@@ -24,6 +24,13 @@ SAMPLE_READERS = {
     "sv": ("Anna Exempel", "anna.exempel@example.se"),
     "se": ("Máret Ovdamearka", "maret@example.no"),
 }
+
+
+def test_preferences_url(config: Config) -> str:
+    """A sample's preference link: it names contact 0, so its page changes nothing."""
+    if config.signup is None:
+        return ""
+    return preferences_url(config.web.base_url, make_preferences_token(config.secret(), 0))
 
 
 def store_sample_finder(conn: Any) -> Any:
@@ -91,10 +98,11 @@ def write_previews(
             name, email = SAMPLE_READERS[lang]
             contact_id, wire = 0, email
         url = unsubscribe_url(config.web.base_url, make_token(secret, 0, contact_id))
+        prefs = test_preferences_url(config)
         html_path = out_dir / f"index.{lang}.html"
         text_path = out_dir / f"index.{lang}.txt"
         eml_path = out_dir / f"sample.{lang}.eml"
-        html = variant.fill("html", name, email, url)
+        html = variant.fill("html", name, email, url, prefs)
         if len(html.encode("utf-8")) > GMAIL_CLIP_BYTES:
             size = len(html.encode("utf-8")) // 1024
             warnings.append(
@@ -102,8 +110,10 @@ def write_previews(
                 " hiding the footer and its unsubscribe link"
             )
         html_path.write_text(html, encoding="utf-8")
-        text_path.write_text(variant.fill("text", name, email, url), encoding="utf-8")
-        message = MessageBuilder(config, variant).build(Recipient(email, name, wire), url, now=now)
+        text_path.write_text(variant.fill("text", name, email, url, prefs), encoding="utf-8")
+        message = MessageBuilder(config, variant).build(
+            Recipient(email, name, wire), url, now=now, preferences_url=prefs
+        )
         eml_path.write_bytes(message.data)
         files += [html_path, text_path, eml_path]
         samples[lang] = email

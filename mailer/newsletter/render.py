@@ -134,6 +134,8 @@ def build_context(config: Config, spec: CampaignSpec, lang: str, marker: str) ->
             "email": _placeholder("email", marker),
         },
         "unsubscribe_url": _placeholder("unsubscribe_url", marker),
+        # The footer links the preference page exactly when [signup] is on.
+        "preferences_url": _placeholder("preferences_url", marker) if config.signup else "",
     }
 
 

@@ -5,6 +5,7 @@ stored form carries a format version; every version this code ever wrote keeps l
   1  the first: the placeholder fields are implied (greeting, name, email, unsubscribe_url).
   2  lists the placeholder fields the variant uses, so that new fields (a preferences link,
      a "view in a browser" link) need no new version and older variants keep their own.
+     `preferences_url` (the footer's link to {base_url}/p/{token}, with [signup]) is one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from mailer.errors import MailerError
 from mailer.i18n import LANGUAGES, text
 
 # Every per-recipient field this code can fill, in the order their values are passed around.
-FIELDS = ("greeting", "name", "email", "unsubscribe_url")
+FIELDS = ("greeting", "name", "email", "unsubscribe_url", "preferences_url")
 # The fields of a format-1 variant: fixed forever, whatever FIELDS grows into.
 _FORMAT_1_FIELDS: tuple[str, ...] = ("greeting", "name", "email", "unsubscribe_url")
 _FORMAT_VERSION = 2
@@ -65,7 +66,9 @@ class Variant:
         out.append(source[pos:])
         return out
 
-    def values(self, name: str, email: str, unsubscribe_url: str) -> tuple[str, ...]:
+    def values(
+        self, name: str, email: str, unsubscribe_url: str, preferences_url: str = ""
+    ) -> tuple[str, ...]:
         """The per-recipient field values (plain text, in `fields` order)."""
         if not name.isprintable():  # CR, LF and other controls never reach a part
             name = "".join(ch if ch.isprintable() else " " for ch in name)
@@ -75,7 +78,7 @@ class Variant:
             if name
             else text(self.language, "greeting")
         )
-        full = (greeting, name, email, unsubscribe_url)  # FIELDS order
+        full = (greeting, name, email, unsubscribe_url, preferences_url)  # FIELDS order
         if self.fields == FIELDS:
             return full
         return tuple(full[i] for i in self._picks)
@@ -84,9 +87,11 @@ class Variant:
     def _picks(self) -> tuple[int, ...]:
         return tuple(FIELDS.index(f) for f in self.fields)
 
-    def fill(self, part: str, name: str, email: str, unsubscribe_url: str) -> str:
+    def fill(
+        self, part: str, name: str, email: str, unsubscribe_url: str, preferences_url: str = ""
+    ) -> str:
         """Return the finished `html` or `text` for one recipient (slow path: tests, samples)."""
-        values = self.values(name, email, unsubscribe_url)
+        values = self.values(name, email, unsubscribe_url, preferences_url)
         if part == "html":
             values = tuple(html_module.escape(v, quote=True) for v in values)
         return "".join(p if isinstance(p, str) else values[p] for p in self.pieces(part))

@@ -29,7 +29,13 @@ class Built(Protocol):
 
 class Builder(Protocol):
     def build(
-        self, recipient: Any, unsubscribe_url: str, *, now: datetime, test: bool = False
+        self,
+        recipient: Any,
+        unsubscribe_url: str,
+        *,
+        now: datetime,
+        test: bool = False,
+        preferences_url: str = "",
     ) -> Built:
         """Return the message for one recipient."""
 

@@ -42,7 +42,7 @@ from mailer.store import campaigns as q_campaigns
 from mailer.store import deliveries as q_deliveries
 from mailer.store.campaigns import Campaign
 from mailer.timeutil import from_db, now_utc
-from mailer.tokens import make_token, unsubscribe_url
+from mailer.tokens import make_preferences_token, make_token, preferences_url, unsubscribe_url
 
 LEASE_SECONDS = 120
 LEASE_RENEW_SECONDS = 20
@@ -190,11 +190,18 @@ class _Run:
             self.content.recipient(email, job.name, wire),
             unsubscribe_url(self.base_url, token),
             now=self.clock(),
+            preferences_url=self.preferences_url(contact_id),
         )
         job.message_id = message.message_id
         return smtp.Envelope(
             self.sender_address, wire, message.data, needs_smtputf8=not wire.isascii()
         )
+
+    def preferences_url(self, contact_id: int) -> str:
+        """The footer's preference link, with [signup] ('' without)."""
+        if self.config.signup is None:
+            return ""
+        return preferences_url(self.base_url, make_preferences_token(self.secret, contact_id))
 
     def prepare(self, job: _Job) -> smtp.Envelope | None:
         """Check the contact, reserve quota, and commit the row as `sending`; or skip it."""
