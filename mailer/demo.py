@@ -27,6 +27,14 @@ DEMO_BASE_URL = (
     'base_url = "http://127.0.0.1:8080"   # `mailer serve` on this machine',
 )
 
+# The demo turns on the signup form and the preference page (the commented [signup] block).
+DEMO_SIGNUP = (
+    '# [signup]\n# lists = ["company:*"]           # what a visitor may choose: KIND:* or KIND:SLUG\n'
+    '# consent_version = "2026-12"',
+    '[signup]\nlists = ["company:*"]             # what a visitor may choose: KIND:* or KIND:SLUG\n'
+    'consent_version = "2026-12"',
+)
+
 # The demo's news items and campaign file ship inside the package.
 DEMO_CONTENT = Path(__file__).resolve().parent / "demo_content"
 
@@ -44,6 +52,8 @@ class DemoReport:
     maildir_count: int = 0
     recipients: int = 0
     unsubscribe_url: str = ""
+    signup_url: str = ""  # with [signup] on: the form, and a recipient's preference page
+    preferences_url: str = ""
 
 
 def run_demo(
@@ -67,7 +77,7 @@ def run_demo(
     if created:
         init_workspace(directory, environ=environ)
         text = config_path.read_text(encoding="utf-8")
-        for old, new in (DEMO_SMTP, DEMO_BASE_URL):
+        for old, new in (DEMO_SMTP, DEMO_BASE_URL, DEMO_SIGNUP):
             text = text.replace(old, new)
         config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path, environ)
@@ -117,8 +127,20 @@ def run_demo(
             headers = BytesHeaderParser().parse(handle)  # type: ignore[arg-type]
         url = str(headers.get("List-Unsubscribe", ""))
         report.unsubscribe_url = url.split(",")[0].strip().strip("<>")
+        _signup_urls(report, config, box.get_bytes(key))
         break
     return report
+
+
+def _signup_urls(report: DemoReport, config: Config, message: bytes) -> None:
+    """The signup form's URL and the first recipient's preference page (its footer link)."""
+    import re
+
+    if config.signup is None:
+        return
+    report.signup_url = f"{config.web.base_url}/subscribe"
+    found = re.search(rb"(https?://[^\s<>\"]+/p/[A-Za-z0-9_-]+)", message.replace(b"=\r\n", b""))
+    report.preferences_url = found.group(1).decode("ascii") if found else ""
 
 
 def _pointed_at(config: Config, port: int) -> Config:

@@ -90,6 +90,10 @@ def demo(
     say(f"Stats       mailer --config {_relative(cfg)} stats {report.campaign}")
     say(f"Unsubscribe mailer --config {_relative(cfg)} serve   # then open:")
     say(f"            {report.unsubscribe_url}")
+    if report.signup_url:
+        say(f"Signup      {report.signup_url}   # the form; confirmations go to `mailer capture`")
+    if report.preferences_url:
+        say(f"Preferences {report.preferences_url}")
 
 
 def _relative(path: Path | None) -> str:
