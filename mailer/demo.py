@@ -28,12 +28,8 @@ DEMO_BASE_URL = (
 )
 
 # The demo turns on the signup form and the preference page (the commented [signup] block).
-DEMO_SIGNUP = (
-    '# [signup]\n# lists = ["company:*"]           # what a visitor may choose: KIND:* or KIND:SLUG\n'
-    '# consent_version = "2026-12"',
-    '[signup]\nlists = ["company:*"]             # what a visitor may choose: KIND:* or KIND:SLUG\n'
-    'consent_version = "2026-12"',
-)
+DEMO_SIGNUP = ("# [signup]\n# lists = ", "[signup]\nlists = ")
+DEMO_CONSENT = ("\n# consent_version = ", "\nconsent_version = ")
 
 # The demo's news items and campaign file ship inside the package.
 DEMO_CONTENT = Path(__file__).resolve().parent / "demo_content"
@@ -77,7 +73,7 @@ def run_demo(
     if created:
         init_workspace(directory, environ=environ)
         text = config_path.read_text(encoding="utf-8")
-        for old, new in (DEMO_SMTP, DEMO_BASE_URL, DEMO_SIGNUP):
+        for old, new in (DEMO_SMTP, DEMO_BASE_URL, DEMO_SIGNUP, DEMO_CONSENT):
             text = text.replace(old, new)
         config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path, environ)

@@ -25,7 +25,7 @@ from tests.signup_helpers import (
     wait_for_mails,
 )
 from tests.smtp_sink import SmtpSink
-from tests.web_helpers import Server, add_contact, contact_status
+from tests.web_helpers import Server, add_contact
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +199,9 @@ def test_bots_are_refused_quietly_and_nothing_is_mailed(ws, server, sink):
     listed = ws.cli("signups", "list")
     for reason in ("honeypot 1", "too-fast 1", "bad-stamp 1", "too-old 1"):
         assert reason in listed.stderr, listed.stderr
+    log = server.log_with("refused quietly: too-old")
+    assert '"POST /subscribe" 200' in log and "refused quietly: honeypot" in log
+    assert email not in log and "198.51.100" not in log
 
 
 def test_a_hundred_posts_for_one_address_send_at_most_the_daily_limit(ws, server, sink):

@@ -270,6 +270,9 @@ def request_signup(
             )
             return RequestOutcome("preferences")
         pending = q.pending_by_key(conn, address.key)
+        expires_at = int(expires.timestamp())
+        if pending is not None:  # a new link replaces the old one, even within one second
+            expires_at = max(expires_at, int(pending["expires_at"]) + 1)
         signup_id = q.save_pending(
             conn,
             signup_id=None if pending is None else int(pending["id"]),
@@ -283,7 +286,7 @@ def request_signup(
             consent_version=signup.consent_version,
             client_address=client if signup.record_client_address and client else None,
             now=now,
-            expires_at=int(expires.timestamp()),
+            expires_at=expires_at,
         )
         q_outbox.enqueue(conn, "confirm", signup_id=signup_id, language=request.language, now=now)
     return RequestOutcome("confirm", signup_id)

@@ -8,6 +8,9 @@ contact 0 comes from a test message: its page renders with a note, its POSTs cha
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -27,6 +30,7 @@ from mailer.web.subscribe import (
     ONE_CLICK_VALUE,
     check_post,
     client_address,
+    log_refusal,
     read_form,
     visitor_language,
 )
@@ -65,7 +69,7 @@ class Preferences:
         if form is None:
             return self.pages.bad_request(lang)
         client = client_address(request, self.config.web.trusted_proxies)
-        return await run_in_threadpool(self.send_link, form, lang, client)
+        return await run_in_threadpool(self.send_link, form, lang, client, request.scope)
 
     async def get_page(self, request: Request) -> Response:
         return await run_in_threadpool(self.show, request.path_params["token"], "")
@@ -91,13 +95,16 @@ class Preferences:
             footer=self.pages.footer,
         )
 
-    def send_link(self, form: FormData, lang: str, client: str) -> Response:
+    def send_link(
+        self, form: FormData, lang: str, client: str, scope: MutableMapping[str, Any] | None = None
+    ) -> Response:
         """The same answer for known and unknown addresses; mail only to a known one."""
         now = now_utc()
         email = str(form.get("email", ""))[:254]
         gate = check_post(self.site, form, client, now)
         if gate.again:
             return self.link_page(lang, email, text(lang, "signup_again_text"))
+        log_refusal(scope, gate.reason)
         if gate.passed:
             with self.site.stores.get() as store, self.site.stores.write_lock:
                 outcome = signups.request_link(store, self.config, email, now=now)

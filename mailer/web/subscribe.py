@@ -11,6 +11,7 @@ page whatever the address is; only the outbox knows what was sent.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -36,6 +37,7 @@ MIN_AGE = timedelta(seconds=3)  # people take longer than this to fill in a form
 MAX_AGE = timedelta(days=1)
 ONE_CLICK_FIELD, ONE_CLICK_VALUE = "List-Unsubscribe", "One-Click"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+NOTE_KEY = "mailer.note"  # the access log's note (mailer.web.app.NOTE_KEY): why it was refused
 
 
 def routes(site: Site) -> list[BaseRoute]:
@@ -135,6 +137,12 @@ def check_post(site: Site, form: FormData, client: str, now: datetime) -> Gate:
     return Gate(True)
 
 
+def log_refusal(scope: MutableMapping[str, Any] | None, reason: str) -> None:
+    """Say in the access log line that a post was refused quietly, and why."""
+    if scope is not None and reason:
+        scope[NOTE_KEY] = f"refused quietly: {reason}"
+
+
 @dataclass
 class SignupValues:
     email: str = ""
@@ -166,7 +174,7 @@ class Subscribe:
         if form is None:
             return self.pages.bad_request(lang)
         client = client_address(request, self.config.web.trusted_proxies)
-        return await run_in_threadpool(self.submit, form, lang, client)
+        return await run_in_threadpool(self.submit, form, lang, client, request.scope)
 
     async def get_confirm(self, request: Request) -> Response:
         lang = visitor_language(request, self.site.default_language)
@@ -232,7 +240,9 @@ class Subscribe:
             200, lang, text(lang, "signup_heading_check"), [text(lang, "signup_check_text")]
         )
 
-    def submit(self, form: FormData, lang: str, client: str) -> Response:
+    def submit(
+        self, form: FormData, lang: str, client: str, scope: MutableMapping[str, Any] | None = None
+    ) -> Response:
         now = now_utc()
         language = str(form.get("language", ""))
         values = SignupValues(
@@ -248,6 +258,7 @@ class Subscribe:
         if gate.again:
             return self.form_page(200, lang, values, note=text(lang, "signup_again_text"))
         if not gate.passed:
+            log_refusal(scope, gate.reason)
             return self.check_inbox(lang)
         errors = {}
         with self.site.stores.get() as store:
