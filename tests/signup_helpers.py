@@ -36,6 +36,19 @@ def enable_signup(ws: Workspace, sink: SmtpSink | None = None, **settings: str) 
         assert res.exit_code == 0, res.stderr
 
 
+def signup_workspace(path, sink: SmtpSink) -> Workspace:
+    """A workspace made by `mailer init` with [signup] on and a generous client limit."""
+    from typer.testing import CliRunner
+
+    from mailer.cli import app
+
+    res = CliRunner().invoke(app, ["init", str(path)], env={"MAILER_SECRET": SECRET})
+    assert res.exit_code == 0, res.stderr
+    workspace = Workspace(path)
+    enable_signup(workspace, sink, per_client_per_hour="1000")
+    return workspace
+
+
 def aged_stamp(seconds: float = 10) -> str:
     """A form stamp as if the form was served `seconds` ago (the test holds the secret)."""
     return make_form_stamp(SECRET.encode(), now_utc() - timedelta(seconds=seconds))

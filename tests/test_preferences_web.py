@@ -8,12 +8,16 @@ from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
-from typer.testing import CliRunner
 
-from mailer.cli import app
 from mailer.tokens import make_preferences_token
 from tests.conftest import SECRET, Workspace
-from tests.signup_helpers import aged_stamp, enable_signup, link_path, mails_to, wait_for_mails
+from tests.signup_helpers import (
+    aged_stamp,
+    link_path,
+    mails_to,
+    signup_workspace,
+    wait_for_mails,
+)
 from tests.smtp_sink import SmtpSink
 from tests.web_helpers import Server, contact_status
 
@@ -31,12 +35,7 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Workspace:
-    path = tmp_path_factory.mktemp("prefs") / "ws"
-    res = CliRunner().invoke(app, ["init", str(path)], env={"MAILER_SECRET": SECRET})
-    assert res.exit_code == 0, res.stderr
-    workspace = Workspace(path)
-    enable_signup(workspace, sink, per_client_per_hour="1000")
-    return workspace
+    return signup_workspace(tmp_path_factory.mktemp("prefs") / "ws", sink)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from tests.signup_helpers import (
     mails_to,
     parse_form,
     post_signup,
+    signup_workspace,
     wait_for_mails,
 )
 from tests.smtp_sink import SmtpSink
@@ -36,12 +37,7 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Workspace:
-    path = tmp_path_factory.mktemp("signup") / "ws"
-    res = CliRunner().invoke(app, ["init", str(path)], env={"MAILER_SECRET": SECRET})
-    assert res.exit_code == 0, res.stderr
-    workspace = Workspace(path)
-    enable_signup(workspace, sink, per_client_per_hour="1000")
-    return workspace
+    return signup_workspace(tmp_path_factory.mktemp("signup") / "ws", sink)
 
 
 @pytest.fixture(scope="module")

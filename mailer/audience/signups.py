@@ -261,14 +261,7 @@ def request_signup(
         if not _address_allowed(conn, config, address.key, now):
             return RequestOutcome("")
         if contact is not None and contact["status"] == "subscribed":
-            q_outbox.enqueue(
-                conn,
-                "preferences",
-                contact_id=int(contact["id"]),
-                language=contact["language"],
-                now=now,
-            )
-            return RequestOutcome("preferences")
+            return _queue_link(conn, contact, now)
         pending = q.pending_by_key(conn, address.key)
         expires_at = int(expires.timestamp())
         if pending is not None:  # a new link replaces the old one, even within one second
@@ -302,13 +295,14 @@ def request_link(store: Store, config: Config, email: str, *, now: datetime) -> 
         contact = q_contacts.get_contact_by_key(conn, address.key)
         if contact is None or not _address_allowed(conn, config, address.key, now):
             return RequestOutcome("")
-        q_outbox.enqueue(
-            conn,
-            "preferences",
-            contact_id=int(contact["id"]),
-            language=contact["language"],
-            now=now,
-        )
+        return _queue_link(conn, contact, now)
+
+
+def _queue_link(conn: sqlite3.Connection, contact: sqlite3.Row, now: datetime) -> RequestOutcome:
+    """Queue a contact's preference-link mail, in the contact's language."""
+    q_outbox.enqueue(
+        conn, "preferences", contact_id=int(contact["id"]), language=contact["language"], now=now
+    )
     return RequestOutcome("preferences")
 
 
