@@ -135,3 +135,25 @@ def test_contacts_export_can_add_the_consent_columns(workspace):
     assert rows[0]["consent_version"] == ""
     plain = workspace.cli("contacts", "export")
     assert "consent_source" not in plain.stdout
+
+
+def test_a_sent_newsletter_links_each_readers_own_preference_page(smtp_workspace, smtp_server):
+    from mailer.tokens import make_preferences_token
+    from tests.conftest import SECRET
+
+    ws = smtp_workspace
+    enable_signup(ws)
+    for name in ("newsletter.html", "newsletter.txt"):  # the bundled footer, with the link
+        (ws.path / "templates" / name).unlink()
+    res = ws.cli("contacts", "add", "lukija@example.org", "--list", "cluster:arctic-power")
+    assert res.exit_code == 0, res.stderr
+    assert ws.cli("campaign", "create", str(copy_campaign(ws.path))).exit_code == 0
+    res = ws.cli("send", "uutiskirje-2018-11", "--yes")
+    assert res.exit_code == 0, res.stderr
+    (item,) = smtp_server.received
+    message = item.message()
+    with ws.store() as store:
+        (contact,) = store.conn.execute("SELECT id FROM contacts").fetchone()
+    url = f"https://uutiset.arcticsmartness.eu/p/{make_preferences_token(SECRET.encode(), contact)}"
+    assert url in message.get_body(("plain",)).get_content()
+    assert f'href="{url}"' in message.get_body(("html",)).get_content()

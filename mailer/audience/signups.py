@@ -230,7 +230,7 @@ def check_request(
     chosen = tuple(dict.fromkeys(ref for ref in lists if ref in offered))
     return SignupRequest(
         email=address.email,
-        name=clean_line(name)[:FIELD_MAX] if name.isprintable() else _printable(name),
+        name=_printable(name),
         organization=_printable(organization),
         language=language if language in LANGUAGES else config.defaults.language,
         lists=chosen,

@@ -186,12 +186,15 @@ class _Run:
 
     def build(self, job: _Job, contact_id: int, email: str, wire: str) -> smtp.Envelope:
         token = make_token(self.secret, self.campaign_id, contact_id)
-        message = self.builder(job.language).build(
-            self.content.recipient(email, job.name, wire),
-            unsubscribe_url(self.base_url, token),
-            now=self.clock(),
-            preferences_url=self.preferences_url(contact_id),
-        )
+        # Only with [signup]: a Content's builder made before the field need not know it.
+        prefs = self.preferences_url(contact_id)
+        builder = self.builder(job.language)
+        recipient = self.content.recipient(email, job.name, wire)
+        url = unsubscribe_url(self.base_url, token)
+        if prefs:
+            message = builder.build(recipient, url, now=self.clock(), preferences_url=prefs)
+        else:
+            message = builder.build(recipient, url, now=self.clock())
         job.message_id = message.message_id
         return smtp.Envelope(
             self.sender_address, wire, message.data, needs_smtputf8=not wire.isascii()
