@@ -1,6 +1,7 @@
 """Load on `mailer serve`: 2,000 one-click POSTs and 5,000 clicks from 50 clients, during a send.
 
     python bench/serve_load.py [--requests 2000] [--clicks 5000] [--clients 50] [--writer-rate 800]
+                               [--signups 1000]
 
 Loopback only. Runs in one temporary workspace made by `mailer init`:
   1. baseline: GET /healthz (the server and framework alone, no database);
@@ -10,6 +11,10 @@ Loopback only. Runs in one temporary workspace made by `mailer init`:
      mark it sent in another, paced at --writer-rate messages/s, the rate of a fast SMTP relay).
   4. GET /l/{token} (counted links: a 302 each, the count written in batches) during a send,
      from 50 clients over the campaign's links and deliveries.
+  5. signup form posts (--signups, from the 50 clients through a trusted proxy's
+     X-Forwarded-For, four posts per address so the per-address limit refuses some) mixed
+     with --requests one-click POSTs; then the outbox drains into a local SMTP capture.
+     Every confirmation mail is accounted for: sent, or refused by the per-address limit.
 Prints requests/s, p50/p99 latency, errors, unsubscribes and clicks recorded, and ratios.
 """
 
@@ -35,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from mailer.store import Store  # noqa: E402
 from mailer.store.contacts import insert_contact  # noqa: E402
 from mailer.timeutil import now_utc, to_db  # noqa: E402
-from mailer.tokens import make_link_token, make_token  # noqa: E402
+from mailer.tokens import make_form_stamp, make_link_token, make_token  # noqa: E402
 
 
 def free_port() -> int:
@@ -151,6 +156,7 @@ def load(
 ) -> dict:
     """Send `requests` from `clients` threads, each on its own keep-alive connection."""
     latencies: list[float] = []
+    by_kind: dict[str, list[float]] = {}
     errors: list[str] = []
     lock = threading.Lock()
     cursor = iter(range(len(requests)))
@@ -177,6 +183,7 @@ def load(
             elapsed = time.perf_counter() - t0
             with lock:
                 latencies.append(elapsed)
+                by_kind.setdefault(path.split("/")[1].split("?")[0], []).append(elapsed)
                 if not ok:
                     errors.append(status)
         conn.close()
@@ -197,7 +204,70 @@ def load(
         "errors": len(errors),
         "error_kinds": sorted(set(errors)),
         "wall_s": wall,
+        "p99_by_kind_ms": {k: _p99(v) * 1000 for k, v in by_kind.items()},
     }
+
+
+def _p99(values: list[float]) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * 0.99))]
+
+
+def signup_posts(count: int, clients: int) -> list[tuple[str, str, bytes, dict]]:
+    """Form posts as people send them: an aged form stamp, four posts per address."""
+    from datetime import timedelta
+    from urllib.parse import urlencode
+
+    stamp = make_form_stamp(SECRET.encode(), now_utc() - timedelta(seconds=10))
+    out = []
+    for i in range(count):
+        fields = [
+            ("email", f"signup{i // 4}@example.org"),
+            ("language", "fi"),
+            ("list", "company:sustainable-tourism"),
+            ("consent", "yes"),
+            ("website", ""),
+            ("stamp", stamp),
+        ]
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Forwarded-For": f"198.51.100.{i % clients + 1}",
+        }
+        out.append(("POST", "/subscribe", urlencode(fields).encode(), headers))
+    return out
+
+
+def mixed(a: list, b: list) -> list:
+    """Interleave two request lists evenly."""
+    out, step = [], len(b) / max(len(a), 1)
+    j = 0.0
+    for item in a:
+        nxt = j + step
+        out += b[int(j) : int(nxt)]
+        out.append(item)
+        j = nxt
+    out += b[int(j) :]
+    return out
+
+
+def outbox_state(db: Path) -> tuple[dict[str, int], int]:
+    """(outbox rows by status, address-limit refusals)."""
+    store = Store(db, migrate=False)
+    rows = dict(store.conn.execute("SELECT status, count(*) FROM outbox GROUP BY status"))
+    refused = store.conn.execute(
+        "SELECT coalesce(sum(count), 0) FROM signup_refusals WHERE reason = 'address-limit'"
+    ).fetchone()[0]
+    store.close()
+    return rows, int(refused)
+
+
+SIGNUP_CONFIG = """
+[signup]
+lists = ["company:*"]
+consent_version = "bench"
+per_address_per_day = 3
+per_client_per_hour = {per_client}
+"""
 
 
 def one_clicks(campaign: int, ids: list[int]) -> list[tuple[str, str, bytes, dict]]:
@@ -287,6 +357,7 @@ def main() -> int:
     parser.add_argument("--clicks", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--writer-rate", type=float, default=800.0, help="messages/s; 0 = flat out")
+    parser.add_argument("--signups", type=int, default=1000, help="signup form posts (phase 4)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
@@ -298,8 +369,27 @@ def main() -> int:
         capture_output=True,
     )
     db = tmp / "ws" / "mailer.db"
-    campaign, ids, first_delivery = populate(db, 2 * args.requests, 200_000)
-    idle_ids, busy_ids = ids[: args.requests], ids[args.requests :]
+    campaign, ids, first_delivery = populate(db, 3 * args.requests, 200_000)
+    idle_ids, busy_ids = ids[: args.requests], ids[args.requests : 2 * args.requests]
+    mixed_ids = ids[2 * args.requests :]
+
+    from mailer.capture import CaptureServer
+
+    capture = CaptureServer(tmp / "maildir").start()
+    config_path = tmp / "ws" / "mailer.toml"
+    text = config_path.read_text(encoding="utf-8")
+    text = text.replace(
+        'host = "localhost"\nport = 587', f'host = "127.0.0.1"\nport = {capture.port}'
+    )
+    text = text.replace('security = "starttls"', 'security = "none"')
+    per_client = -(-args.signups // args.clients)  # every client's posts fit in its hour
+    config_path.write_text(text + SIGNUP_CONFIG.format(per_client=per_client), encoding="utf-8")
+    with Store(db) as store:
+        store.conn.execute(
+            "INSERT INTO lists (kind, slug, name, created_at)"
+            " VALUES ('company', 'sustainable-tourism', 'Kestävä matkailu', ?)",
+            (to_db(now_utc()),),
+        )
     click_readers = populate_readers(db, args.clicks // 2)
     click_paths = click_setup(db, campaign, click_readers, links=6)
 
@@ -385,11 +475,54 @@ def main() -> int:
             "goal (0 errors, every unsubscribe recorded, every click counted):",
             "met" if ok else "NOT met",
         )
-        return 0 if ok else 1
+        signup_ok = phase_signups(args, port, db, campaign, mixed_ids, capture, idle)
+        return 0 if ok and signup_ok else 1
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
+        capture.stop()
+
+
+def phase_signups(args, port, db, campaign, ids, capture, baseline) -> bool:
+    """Signup posts mixed with one-clicks; then wait for the outbox to drain."""
+    import mailbox
+
+    if not args.signups:
+        return True
+    requests = mixed(signup_posts(args.signups, args.clients), one_clicks(campaign, ids))
+    both = load(port, requests, args.clients)
+    unsub, events = recorded(db, ids)
+    show(f"{args.signups} signups + one-clicks mixed", both, f"  recorded {events}/{len(ids)}")
+    kinds = both["p99_by_kind_ms"]
+    print(
+        f"p99 one-click {kinds.get('u', 0):.1f} ms (one-clicks alone, idle database:"
+        f" {baseline['p99_ms']:.1f} ms, {kinds.get('u', 0) / baseline['p99_ms']:.2f}x)"
+        f"  p99 signup post {kinds.get('subscribe', 0):.1f} ms"
+    )
+    started = time.monotonic()
+    while True:
+        rows, refused = outbox_state(db)
+        open_ = rows.get("pending", 0) + rows.get("sending", 0) + rows.get("deferred", 0)
+        if not open_ or time.monotonic() - started > 180:
+            break
+        time.sleep(0.2)
+    drained = time.monotonic() - started
+    captured = len(mailbox.Maildir(str(capture.handler.maildir), create=False))
+    accounted = rows.get("sent", 0) + refused
+    print(
+        f"confirmation mails: {rows.get('sent', 0)} sent ({captured} captured), {refused} refused"
+        f" by the per-address limit, {rows.get('failed', 0)} failed, {open_} still queued;"
+        f" accounted {accounted}/{args.signups}; outbox drained {drained:.1f} s after the load"
+    )
+    ok = (
+        both["errors"] == 0
+        and unsub == events == len(ids)
+        and accounted == args.signups
+        and captured == rows.get("sent", 0)
+    )
+    print("goal (0 errors, every mail accounted for):", "met" if ok else "NOT met")
+    return ok
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ class WebConfig:
     previous_secrets: tuple[str, ...]
     host: str
     port: int
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,19 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class SignupConfig:
+    """[signup]: the signup form, its confirmation mail and the preference page."""
+
+    lists: tuple[str, ...]  # KIND:* or KIND:SLUG that a visitor may choose
+    consent_version: str
+    consent_file: Path  # the consent texts per language (written by `mailer init`)
+    confirm_hours: float
+    per_address_per_day: int
+    per_client_per_hour: int
+    record_client_address: bool
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     sender: SenderConfig
@@ -99,6 +113,7 @@ class Config:
     list_kinds: tuple[str, ...]
     dkim: DkimConfig | None = None
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    signup: SignupConfig | None = None
     environ: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     tracking: TrackingConfig = TrackingConfig()
 
@@ -175,6 +190,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "previous_secrets": (list, []),
         "host": (str, "127.0.0.1"),
         "port": (int, 8080),
+        "trusted_proxies": (list, ["127.0.0.1", "::1"]),
     },
     "database": {"path": (str, "mailer.db")},
     "dkim": {
@@ -194,8 +210,27 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "keep_days": (int, 90),
         "ignore_first_seconds": (int, 30),
     },
+    "signup": {
+        "lists": (list, ["company:*"]),
+        "consent_version": (str, _REQUIRED),
+        "consent_file": (str, "consent.toml"),
+        "confirm_hours": (float, 72.0),
+        "per_address_per_day": (int, 3),
+        "per_client_per_hour": (int, 20),
+        "record_client_address": (bool, False),
+    },
 }
-_OPTIONAL_SECTIONS = {"dkim", "smtp", "database", "defaults", "lists", "archive", "tracking"}
+_OPTIONAL_SECTIONS = {
+    "dkim",
+    "smtp",
+    "database",
+    "defaults",
+    "lists",
+    "archive",
+    "tracking",
+    "signup",
+}
+_ABSENT_UNLESS_WRITTEN = ("dkim", "signup")  # sections that exist only when written
 
 
 def find_config_path(explicit: str | Path | None, environ: dict[str, str]) -> Path:
@@ -235,7 +270,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     values = {
         section: _section(path, section, data.get(section))
         for section in _SCHEMA
-        if section != "dkim"
+        if section not in _ABSENT_UNLESS_WRITTEN
     }
     dkim = None
     if "dkim" in data:
@@ -267,6 +302,10 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     web = dict(values["web"], base_url=base_url)
     web["previous_secrets"] = tuple(web["previous_secrets"])
     tracking = _tracking(path, values["tracking"])
+    web["trusted_proxies"] = _proxies(path, web["trusted_proxies"])
+    signup = None
+    if "signup" in data:
+        signup = _signup(path, _section(path, "signup", data["signup"]), tuple(kinds))
     return Config(
         path=path,
         sender=SenderConfig(**values["sender"]),
@@ -277,6 +316,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         list_kinds=tuple(kinds),
         dkim=dkim,
         archive=ArchiveConfig(**values["archive"]),
+        signup=signup,
         environ=env,
         tracking=tracking,
     )
@@ -426,6 +466,45 @@ _TYPE_NAMES = {
 }
 
 
+def _proxies(path: Path, values: list[Any]) -> tuple[str, ...]:
+    import ipaddress
+
+    for value in values:
+        try:
+            ipaddress.ip_address(value if isinstance(value, str) else "")
+        except ValueError:
+            raise _bad(path, "web.trusted_proxies", f"{value!r} is not an IP address") from None
+    return tuple(str(ipaddress.ip_address(v)) for v in values)
+
+
+def _signup(path: Path, s: dict[str, Any], kinds: tuple[str, ...]) -> SignupConfig:
+    lists: list[str] = []
+    for ref in s["lists"]:
+        kind, colon, slug = ref.partition(":") if isinstance(ref, str) else ("", "", "")
+        if not colon or kind not in kinds or not slug or any(ch.isspace() for ch in slug):
+            raise _bad(
+                path, "signup.lists", f"{ref!r} is not KIND:* or KIND:SLUG of a kind in lists.kinds"
+            )
+        lists.append(ref)
+    version = s["consent_version"].strip()
+    if not version or not version.isprintable() or len(version) > 64:
+        raise _bad(path, "signup.consent_version", "must be one short line such as 2026-12")
+    if s["confirm_hours"] <= 0:
+        raise _bad(path, "signup.confirm_hours", "must be more than 0")
+    for key in ("per_address_per_day", "per_client_per_hour"):
+        if s[key] < 1:
+            raise _bad(path, f"signup.{key}", "must be at least 1")
+    return SignupConfig(
+        lists=tuple(lists),
+        consent_version=version,
+        consent_file=path.parent / s["consent_file"],
+        confirm_hours=s["confirm_hours"],
+        per_address_per_day=s["per_address_per_day"],
+        per_client_per_hour=s["per_client_per_hour"],
+        record_client_address=s["record_client_address"],
+    )
+
+
 def _bad(path: Path, key: str, message: str) -> ConfigError:
     return ConfigError(f"{key} {message}", where=str(path))
 
@@ -461,6 +540,7 @@ secret = "{secret}"
 previous_secrets = []
 host = "127.0.0.1"
 port = 8080
+trusted_proxies = ["127.0.0.1", "::1"]   # whose X-Forwarded-For is believed (signup limits)
 
 [database]
 path = "mailer.db"
@@ -477,4 +557,15 @@ default = false                 # a campaign is public only with `archive = true
 clicks = false                  # count clicks per link through {base_url}/l/... (no open pixel)
 keep_days = 90                  # after this only the per-link counts remain
 ignore_first_seconds = 30       # clicks this soon after sending are mail scanners
+
+# The signup form (/subscribe) and the preference page (/p): remove the # signs to turn
+# them on. The consent texts people agree to are in consent.toml; when you change a text,
+# change consent_version too (`mailer serve` refuses to start otherwise).
+# [signup]
+# lists = ["company:*"]           # what a visitor may choose: KIND:* or KIND:SLUG
+# consent_version = "2026-12"     # recorded with each confirmation
+# confirm_hours = 72              # a confirmation link expires after this
+# per_address_per_day = 3         # confirmation and preference mails to one address
+# per_client_per_hour = 20        # form posts from one client address
+# record_client_address = false   # keep the client address with a signup's consent
 """

@@ -36,6 +36,9 @@ DEMO_SCANNER_WINDOW = (
     "ignore_first_seconds = 30       # clicks this soon after sending are mail scanners",
     "ignore_first_seconds = 0        # the demo's own clicks come right after sending",
 )
+# The demo turns on the signup form and the preference page (the commented [signup] block).
+DEMO_SIGNUP = ("# [signup]\n# lists = ", "[signup]\nlists = ")
+DEMO_CONSENT = ("\n# consent_version = ", "\nconsent_version = ")
 
 # The demo's news items and campaign file ship inside the package.
 DEMO_CONTENT = Path(__file__).resolve().parent / "demo_content"
@@ -57,6 +60,8 @@ class DemoReport:
     archive_url: str = ""  # the issue's public copy, once `mailer serve` runs
     clicks: int = 0  # simulated through the real web service
     report: Path | None = None
+    signup_url: str = ""  # with [signup] on: the form, and a recipient's preference page
+    preferences_url: str = ""
 
 
 def run_demo(
@@ -80,7 +85,14 @@ def run_demo(
     if created:
         init_workspace(directory, environ=environ)
         text = config_path.read_text(encoding="utf-8")
-        for old, new in (DEMO_SMTP, DEMO_BASE_URL, DEMO_TRACKING, DEMO_SCANNER_WINDOW):
+        for old, new in (
+            DEMO_SMTP,
+            DEMO_BASE_URL,
+            DEMO_TRACKING,
+            DEMO_SCANNER_WINDOW,
+            DEMO_SIGNUP,
+            DEMO_CONSENT,
+        ):
             text = text.replace(old, new)
         config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path, environ)
@@ -133,9 +145,21 @@ def run_demo(
             headers = BytesHeaderParser().parse(handle)  # type: ignore[arg-type]
         url = str(headers.get("List-Unsubscribe", ""))
         report.unsubscribe_url = url.split(",")[0].strip().strip("<>")
+        _signup_urls(report, config, box.get_bytes(key))
         break
     report.clicks, report.report = _clicks_and_report(config, report)
     return report
+
+
+def _signup_urls(report: DemoReport, config: Config, message: bytes) -> None:
+    """The signup form's URL and the first recipient's preference page (its footer link)."""
+    import re
+
+    if config.signup is None:
+        return
+    report.signup_url = f"{config.web.base_url}/subscribe"
+    found = re.search(rb"(https?://[^\s<>\"]+/p/[A-Za-z0-9_-]+)", message.replace(b"=\r\n", b""))
+    report.preferences_url = found.group(1).decode("ascii") if found else ""
 
 
 # --- the demo's clicks and report ------------------------------------------------------------

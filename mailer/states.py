@@ -38,6 +38,24 @@ class ContactStatus(str, Enum):
     BOUNCED = "bounced"
 
 
+class SignupStatus(str, Enum):
+    """A pending signup is confirmed by its link, or expires (and is purged 30 days later)."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    EXPIRED = "expired"
+
+
+class OutboxStatus(str, Enum):
+    """A confirmation or preference-link mail: pending -> sending -> sent | deferred | failed."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+
 C, D, S = CampaignStatus, DeliveryStatus, ContactStatus
 E = TypeVar("E", bound=Enum)
 

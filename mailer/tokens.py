@@ -6,6 +6,7 @@
     confirm       pending signup + expiry        base64url, 32 chars    {base_url}/confirm/{token}
     return path   delivery                       base32 lower, 24 chars bounces+{token}@domain
     link          campaign + link + delivery     base64url, 38 chars    {base_url}/l/{token}
+    form stamp    when a form was served         base64url, 27 chars    a hidden form field
 
 Each purpose MACs its ids under its own prefix (a separate domain), so a token made for one
 purpose never verifies for another, even where two purposes pack ids of the same size.
@@ -100,6 +101,7 @@ _RETURN_PATH = _Purpose(
     b"mailer-return-path-v1\x00", struct.Struct(">I"), _RETURN_PATH_MAC_BYTES, base32=True
 )
 _LINK = _Purpose(b"mailer-link-v1\x00", struct.Struct(">III"))
+_FORM_STAMP = _Purpose(b"mailer-form-stamp-v1\x00", struct.Struct(">I"))  # Unix seconds
 
 TOKEN_LENGTH = _UNSUBSCRIBE.length  # 32
 RETURN_PATH_TOKEN_LENGTH = _RETURN_PATH.length  # 24
@@ -257,3 +259,19 @@ def verify_link_token(secrets: Sequence[bytes], token: str) -> LinkSubject | Non
 def link_url(base_url: str, token: str) -> str:
     """Return `{base_url}/l/{token}`."""
     return _join(base_url, "l", token)
+
+
+# Form stamp: when a public form was served (bots post at once, or replay an old form).
+
+
+def make_form_stamp(secret: bytes, served_at: datetime) -> str:
+    """Return the signed time at which a form was served, for its hidden field."""
+    if served_at.tzinfo is None:
+        raise ValueError("naive datetime")
+    return _FORM_STAMP.make(secret, int(served_at.timestamp()))
+
+
+def verify_form_stamp(secrets: Sequence[bytes], stamp: str) -> datetime | None:
+    """Return when the form carrying `stamp` was served, or None when it was not ours."""
+    ids = _FORM_STAMP.verify(secrets, stamp)
+    return None if ids is None else datetime.fromtimestamp(ids[0], timezone.utc)

@@ -44,6 +44,7 @@ def init_workspace(
     with Store(config.database_path):
         pass
     report = InitReport(config_path, config.database_path)
+    _write_consent_texts(directory / "consent.toml")
     target = config.templates_dir
     for source in sorted(data_dir("templates").rglob("*")):
         if source.is_dir() or source.name.startswith("."):
@@ -55,6 +56,14 @@ def init_workspace(
         shutil.copyfile(source, dest)
         report.templates_copied.append(dest)
     return report
+
+
+def _write_consent_texts(path: Path) -> None:
+    """The signup form's consent texts, per language; an existing file is the staff's own."""
+    from mailer.audience.signups import default_consent_file
+
+    if not path.exists():
+        path.write_text(default_consent_file(), encoding="utf-8")
 
 
 def _kept_secrets(config_path: Path) -> tuple[str, list[str]]:

@@ -45,6 +45,7 @@ def test_add_then_show_in_json(workspace):
         "status": "subscribed",
         "lists": ["cluster:arctic-power", "municipality:inari"],
         "attributes": {},
+        "consent": [],  # signups and preference changes; staff adds record none
     }
 
 

@@ -63,7 +63,7 @@ def test_each_recipient_gets_own_click_urls_and_previews_keep_the_originals():
     assert (subject.campaign_id, subject.link_id, subject.delivery_id) == (7, 40, 123)
     assert filler.urls(counted.links, 124) != urls
     assert filler.urls((), 123) == () and LinkFiller(b"s", BASE, 7, {}).urls(counted.links, 1) == ()
-    html = counted.fill("html", "Aino", "aino@example.org", UNSUB, urls)
+    html = counted.fill("html", "Aino", "aino@example.org", UNSUB, links=urls)
     assert html.count(urls[0]) == 2 and "lapinliitto.fi/?a" not in html
     preview = counted.fill("html", "Aino", "aino@example.org", UNSUB)
     assert "https://www.lapinliitto.fi/?a=1&amp;b=2" in preview

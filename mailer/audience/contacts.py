@@ -42,6 +42,7 @@ class ContactView:
     lists: list[str] = field(default_factory=list)  # sorted KIND:SLUG
     attributes: dict[str, Any] = field(default_factory=dict)
     last_change: Event | None = None  # the latest status event, for `show`
+    consent: list[dict[str, Any]] = field(default_factory=list)  # consent history, for `show`
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -197,18 +198,52 @@ def show_contact(store: Store, email: str) -> ContactView:
 
     row = _find(store.conn, email)
     view = _view(row, q.contact_lists(store.conn, int(row["id"])))
-    return replace(view, last_change=last_event(store.conn, view.id))
+    return replace(
+        view,
+        last_change=last_event(store.conn, view.id),
+        consent=consent_history(store.conn, view.id),
+    )
+
+
+def consent_history(conn: sqlite3.Connection, contact_id: int) -> list[dict[str, Any]]:
+    """The contact's consent events (signups, preference changes): source, time, version."""
+    from mailer.store import signups as q_signups
+    from mailer.timeutil import from_db
+
+    return [
+        {
+            "at": from_db(r["at"]).isoformat(),
+            "source": r["source"],
+            "action": r["action"],
+            "version": r["consent_version"],
+            "text_hash": r["consent_hash"],
+            "detail": r["detail"] or "",
+        }
+        for r in q_signups.consent_events(conn, [contact_id])
+    ]
 
 
 EXPORT_FIELDS = ("email", "name", "organization", "language", "status")
 
 
-def export_contacts(store: Store, config: Config, out: IO[str], segment: str | None = None) -> int:
+CONSENT_FIELDS = ("consent_source", "consent_at", "consent_version", "consent_confirmed_at")
+
+
+def export_contacts(
+    store: Store,
+    config: Config,
+    out: IO[str],
+    segment: str | None = None,
+    *,
+    consent: bool = False,
+) -> int:
     """Write contacts as CSV that `contacts import` reads back unchanged; return the count.
 
     Columns: email, name, organization, language, status, one per list kind (names joined
-    by `|`), then one per attribute key. UTF-8 with BOM, `defaults.csv_delimiter`, and a
-    `'` before a cell that would start a formula (import removes it).
+    by `|`), then one per attribute key; with `consent`, the consent columns last (how
+    the contact came: import file, staff or signup; and the latest confirmed consent).
+    UTF-8 with BOM, `defaults.csv_delimiter`, and a `'` before a cell that would start a
+    formula (import removes it).
     """
     from mailer.audience.lists import slugify
     from mailer.store import contacts as q
@@ -230,6 +265,8 @@ def export_contacts(store: Store, config: Config, out: IO[str], segment: str | N
             return name
         return slug
 
+    on_record = _consent_columns(store, [v.id for v in contacts]) if consent else {}
+
     def row(view: ContactView) -> list[str]:
         per_kind: dict[str, list[str]] = {kind: [] for kind in kinds}
         for ref in view.lists:
@@ -243,11 +280,27 @@ def export_contacts(store: Store, config: Config, out: IO[str], segment: str | N
             view.status,
             *("|".join(per_kind[kind]) for kind in kinds),
             *(_attribute_cell(view.attributes.get(key)) for key in keys),
+            *(on_record.get(view.id, ("", "", "", "")) if consent else ()),
         ]
 
-    header = [*EXPORT_FIELDS, *kinds, *keys]
+    header = [*EXPORT_FIELDS, *kinds, *keys, *(CONSENT_FIELDS if consent else ())]
     write_csv(out, header, map(row, contacts), config.defaults.csv_delimiter)
     return len(contacts)
+
+
+def _consent_columns(store: Store, ids: list[int]) -> dict[int, tuple[str, str, str, str]]:
+    from mailer.store import signups as q_signups
+    from mailer.timeutil import from_db
+
+    latest: dict[int, tuple[str, str]] = {}
+    for r in q_signups.consent_events(store.conn, ids):
+        if r["consent_version"]:
+            latest[int(r["contact_id"])] = (r["consent_version"], from_db(r["at"]).isoformat())
+    out = {}
+    for cid, source, at in q_signups.contact_consent(store.conn, ids):
+        version, confirmed = latest.get(cid, ("", ""))
+        out[cid] = (source, from_db(at).isoformat() if at else "", version, confirmed)
+    return out
 
 
 def _attribute_cell(value: Any) -> str:
@@ -330,6 +383,7 @@ class ForgetReport:
 
 def forget(store: Store, config: Config, email: str, *, now: datetime) -> ForgetReport:
     """Erase a contact and its memberships; keep only a keyed hash that refuses it later."""
+    from mailer.audience.signups import erase_signups
     from mailer.store import contacts as q
     from mailer.store import engagement as q_engagement
 
@@ -342,6 +396,7 @@ def forget(store: Store, config: Config, email: str, *, now: datetime) -> Forget
         q.add_suppression(
             conn, suppression_hash(secret, row["email_key"]), "forgotten", now, secret_id(secret)
         )
+        erase_signups(conn, row["email_key"], contact_id)
         if not q.delete_contact(conn, contact_id):
             raise ConflictError(f"{row['email']} changed meanwhile; try again")
         return ForgetReport(row["email"], lists)

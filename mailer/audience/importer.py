@@ -36,6 +36,7 @@ from mailer.errors import AddressError, FileInputError, InputError, MailerError
 from mailer.files import csv_bytes, plain_cell, write_atomic
 from mailer.states import ContactStatus
 from mailer.store import contacts as q
+from mailer.store import signups as q_signups
 from mailer.timeutil import to_db
 
 if TYPE_CHECKING:
@@ -396,6 +397,7 @@ class _Plan:
         self.moves: list[tuple[int, str, int]] = []  # (contact_id, new status, row number)
         self.wanted: list[tuple[tuple[str, str], int]] = []  # ((kind, slug), contact_id)
         self.new_lists: dict[tuple[str, str], str] = {}
+        self.departed = q_signups.departures(conn)  # lists people left on the preference page
 
     def _problem(self, row: _Row, reason: str) -> None:
         self.report.suppressed += 1
@@ -471,6 +473,8 @@ class _Plan:
         attributes = {**old_attributes, **row.attributes}
         have = {self.ref_of[i] for i in self.current.get(contact_id, ())}
         missing = [ref for ref in row.lists if ref not in have]
+        if self.departed:
+            missing = self._not_departed(row, contact_id, missing)
         fields = (name, organization, language, attributes)
         if fields != (old["name"], old["organization"], old["language"], old_attributes):
             self.updates.append(
@@ -482,6 +486,21 @@ class _Plan:
             self.report.updated += 1
         else:
             self.report.unchanged += 1
+
+    def _not_departed(
+        self, row: _Row, contact_id: int, refs: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """Leave out the lists this person left by their own choice (reported as suppressed)."""
+        kept = []
+        for ref in refs:
+            list_id = self.list_ids.get(ref)
+            if list_id is not None and (contact_id, list_id) in self.departed:
+                self.report.suppressed += 1
+                reason = f"left {ref[0]}:{ref[1]} on the preference page; not re-joined"
+                self.report.problems.append(RowProblem(row.number, "suppressed", row.email, reason))
+            else:
+                kept.append(ref)
+        return kept
 
     def apply(self, conn: sqlite3.Connection, now: datetime) -> None:
         if self.new_lists:

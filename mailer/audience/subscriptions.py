@@ -289,6 +289,51 @@ def _check_campaign(conn: sqlite3.Connection, campaign_id: int | None) -> None:
         raise NotFoundError(f"no campaign with id {campaign_id}")
 
 
+def record_signup(
+    conn: sqlite3.Connection,
+    contact_id: int,
+    *,
+    now: datetime,
+    consent: Consent,
+    detail: str,
+    new_contact: bool = False,
+) -> StatusChange:
+    """A confirmed signup (caller's transaction): subscribed again, or its consent on record.
+
+    An address that had left or bounced is subscribed by the person's new consent; one that
+    is subscribed already (or was just created) gets the consent event alone.
+    """
+    change = change_status(
+        conn, contact_id, SUBSCRIBED, source="signup", now=now, consent=consent, detail=detail
+    )
+    if not change.recorded:
+        q.insert_event(
+            conn,
+            contact_id=contact_id,
+            campaign_id=None,
+            action="subscribe" if new_contact else "consent",
+            source="signup",
+            now=now,
+            detail=_one_line(detail),
+            consent_version=consent.version,
+            consent_hash=consent.text_hash,
+        )
+    return change
+
+
+def record_choice(conn: sqlite3.Connection, contact_id: int, *, now: datetime, detail: str) -> None:
+    """Record a person's own change of lists on the preference page (no status change)."""
+    q.insert_event(
+        conn,
+        contact_id=contact_id,
+        campaign_id=None,
+        action="consent",
+        source="preferences",
+        now=now,
+        detail=_one_line(detail),
+    )
+
+
 # --- one transaction each: the web service and the CLI -------------------------------------
 
 

@@ -23,6 +23,7 @@ from mailer.cli import (
     segments,
     send,
     serve,
+    signups,
     workspace,
 )
 from mailer.cli._common import State, csv_delimiter, get_config, opened_database, state
@@ -113,6 +114,8 @@ app.add_typer(lists.app, name="lists")
 app.add_typer(segments.app, name="segments")
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(archive.app, name="archive")
+app.add_typer(signups.app, name="signups")
+app.add_typer(signups.form_app, name="signup")
 
 
 def main(argv: list[str] | None = None) -> None:

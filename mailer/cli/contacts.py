@@ -177,7 +177,7 @@ def show(
     email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address (any case)."),
     fmt: str = typer.Option("table", "--format", "-f", metavar="FORMAT", help="table or json."),
 ) -> None:
-    """Show one contact: fields, status and its last change, lists and attributes.
+    """Show one contact: fields, status and its last change, lists, attributes, consent.
 
     Example: mailer contacts show aino.aikio@example.org --format json
     """
@@ -193,6 +193,7 @@ def show(
     change = view.last_change
     if change is not None:
         data["last_change"] = change.to_dict()
+    data["consent"] = view.consent
     if fmt == "json":
         print_json(data)
         return
@@ -205,6 +206,11 @@ def show(
     typer.echo(f"{'lists:':14}{', '.join(data['lists'])}")
     for key, value in sorted(data["attributes"].items()):
         typer.echo(f"{key + ':':14}{value}")
+    for n, event in enumerate(view.consent):
+        version = f" version {event['version']}" if event["version"] else ""
+        detail = f": {event['detail']}" if event["detail"] else ""
+        label = "consent:" if n == 0 else ""
+        typer.echo(f"{label:14}{event['at']} {event['source']} {event['action']}{version}{detail}")
 
 
 @app.command("export")
@@ -216,8 +222,16 @@ def export(
     output: Path = typer.Option(
         None, "--output", "-o", metavar="FILE", help="Write to FILE (UTF-8 with BOM for Excel)."
     ),
+    consent: bool = typer.Option(
+        False,
+        "--consent",
+        help="Add consent columns: source, time, latest signup version and its confirmation.",
+    ),
 ) -> None:
     """Export contacts as CSV that `contacts import` reads back unchanged.
+
+    With --consent the file answers a data-protection question: how and when each contact
+    came onto the list (an import file, staff, a confirmed signup with its consent version).
 
     Example: mailer contacts export --segment cluster:arctic-power -o arctic-power.csv
     """
@@ -231,12 +245,12 @@ def export(
         check_writable(output, "output")
     with open_store(config) as store:
         if output is None:
-            count = export_contacts(store, config, sys.stdout, segment)
+            count = export_contacts(store, config, sys.stdout, segment, consent=consent)
         else:
             import io
 
             buffer = io.StringIO(newline="")
-            count = export_contacts(store, config, buffer, segment)
+            count = export_contacts(store, config, buffer, segment, consent=consent)
             write_atomic(output, buffer.getvalue().encode("utf-8"), private=True)
     err(f"Exported {count} contacts" + (f" to {output}" if output else ""))
 

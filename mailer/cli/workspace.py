@@ -94,6 +94,10 @@ def demo(
         say(f"Archive     {report.archive_url}   (the public copy, with the same serve)")
     say(f"Clicks      {report.clicks} followed through the web service (counted per link)")
     say(f"Report      {_relative(report.report)}")
+    if report.signup_url:
+        say(f"Signup      {report.signup_url}   # the form; confirmations go to `mailer capture`")
+    if report.preferences_url:
+        say(f"Preferences {report.preferences_url}")
 
 
 def _relative(path: Path | None) -> str:

@@ -339,6 +339,7 @@ class MessageBuilder:
         now: datetime,
         test: bool = False,
         links: Sequence[str] = (),
+        preferences_url: str = "",
     ) -> BuiltMessage:
         """Return the message for `recipient`, Date stamped `now`, signed when configured.
 
@@ -354,7 +355,9 @@ class MessageBuilder:
         message_id = (
             f"<{now.astimezone(timezone.utc):%Y%m%d%H%M%S}.{secrets.token_hex(10)}@{self.domain}>"
         )
-        values = self.variant.values(one_line(recipient.name), recipient.email, unsubscribe_url)
+        values = self.variant.values(
+            one_line(recipient.name), recipient.email, unsubscribe_url, preferences_url
+        )
         text_values = _encoded_values(values)
         html_values = _encoded_values(
             [html_module.escape(v, quote=True) for v in (*values, *(links or self.variant.links))]

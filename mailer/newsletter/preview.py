@@ -12,7 +12,7 @@ from mailer.errors import InputError
 from mailer.files import write_atomic
 from mailer.newsletter.messages import MessageBuilder, Recipient
 from mailer.newsletter.render import render_campaign
-from mailer.tokens import make_token, unsubscribe_url
+from mailer.tokens import make_preferences_token, make_token, preferences_url, unsubscribe_url
 
 if TYPE_CHECKING:
     from mailer.config import Config
@@ -25,6 +25,13 @@ SAMPLE_READERS = {
     "sv": ("Anna Exempel", "anna.exempel@example.se"),
     "se": ("Máret Ovdamearka", "maret@example.no"),
 }
+
+
+def test_preferences_url(config: Config) -> str:
+    """A sample's preference link: it names contact 0, so its page changes nothing."""
+    if config.signup is None:
+        return ""
+    return preferences_url(config.web.base_url, make_preferences_token(config.secret(), 0))
 
 
 def store_sample_finder(conn: Any) -> Any:
@@ -96,10 +103,11 @@ def write_previews(
             name, email = SAMPLE_READERS[lang]
             contact_id, wire = 0, email
         url = unsubscribe_url(config.web.base_url, make_token(secret, 0, contact_id))
+        prefs = test_preferences_url(config)
         html_path = out_dir / f"index.{lang}.html"
         text_path = out_dir / f"index.{lang}.txt"
         eml_path = out_dir / f"sample.{lang}.eml"
-        html = local[lang].fill("html", name, email, url)
+        html = local[lang].fill("html", name, email, url, prefs)
         if len(html.encode("utf-8")) > GMAIL_CLIP_BYTES:
             size = len(html.encode("utf-8")) // 1024
             warnings.append(
@@ -108,8 +116,10 @@ def write_previews(
             )
         # Through a rename: a symlink placed at index.fi.html is replaced, not followed.
         write_atomic(html_path, html.encode("utf-8"))
-        write_atomic(text_path, variant.fill("text", name, email, url).encode("utf-8"))
-        message = MessageBuilder(config, variant).build(Recipient(email, name, wire), url, now=now)
+        write_atomic(text_path, variant.fill("text", name, email, url, prefs).encode("utf-8"))
+        message = MessageBuilder(config, variant).build(
+            Recipient(email, name, wire), url, now=now, preferences_url=prefs
+        )
         write_atomic(eml_path, message.data)
         files += [html_path, text_path, eml_path]
         samples[lang] = email

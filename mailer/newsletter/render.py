@@ -175,6 +175,8 @@ def build_context(
         "public": False,  # the archive's copy (mailer.newsletter.public) sets these two
         "subscribe_url": "",
         "archive_index_url": "",
+        # The footer links the preference page exactly when [signup] is on.
+        "preferences_url": _placeholder("preferences_url", marker) if config.signup else "",
     }
 
 

@@ -5,6 +5,7 @@ stored form carries a format version; every version this code ever wrote keeps l
   1  the first: the placeholder fields are implied (greeting, name, email, unsubscribe_url).
   2  lists the placeholder fields the variant uses, so that new fields (a preferences link,
      a "view in a browser" link) need no new version and older variants keep their own.
+     `preferences_url` (the footer's link to {base_url}/p/{token}, with [signup]) is one.
   3  adds `links`: the URLs of the HTML part's counted links (click counting on), whose
      hrefs are the placeholders LINK0, LINK1, … (`link_placeholder`), filled per message
      with that recipient's `{base_url}/l/{token}`. A variant without links is written as
@@ -24,7 +25,7 @@ from mailer.errors import MailerError
 from mailer.i18n import LANGUAGES, text
 
 # Every per-recipient field this code can fill, in the order their values are passed around.
-FIELDS = ("greeting", "name", "email", "unsubscribe_url")
+FIELDS = ("greeting", "name", "email", "unsubscribe_url", "preferences_url")
 # The fields of a format-1 variant: fixed forever, whatever FIELDS grows into.
 _FORMAT_1_FIELDS: tuple[str, ...] = ("greeting", "name", "email", "unsubscribe_url")
 _FORMAT_VERSION = 2
@@ -76,7 +77,9 @@ class Variant:
         out.append(source[pos:])
         return out
 
-    def values(self, name: str, email: str, unsubscribe_url: str) -> tuple[str, ...]:
+    def values(
+        self, name: str, email: str, unsubscribe_url: str, preferences_url: str = ""
+    ) -> tuple[str, ...]:
         """The per-recipient field values (plain text, in `fields` order)."""
         if not name.isprintable():  # CR, LF and other controls never reach a part
             name = "".join(ch if ch.isprintable() else " " for ch in name)
@@ -86,7 +89,7 @@ class Variant:
             if name
             else text(self.language, "greeting")
         )
-        full = (greeting, name, email, unsubscribe_url)  # FIELDS order
+        full = (greeting, name, email, unsubscribe_url, preferences_url)  # FIELDS order
         if self.fields == FIELDS:
             return full
         return tuple(full[i] for i in self._picks)
@@ -101,13 +104,14 @@ class Variant:
         name: str,
         email: str,
         unsubscribe_url: str,
+        preferences_url: str = "",
         links: tuple[str, ...] | None = None,
     ) -> str:
         """Return the finished `html` or `text` for one recipient (slow path: tests, samples).
 
         `links` are the recipient's URLs for `self.links` (default: the original URLs).
         """
-        values = self.values(name, email, unsubscribe_url) + (
+        values = self.values(name, email, unsubscribe_url, preferences_url) + (
             self.links if links is None else links
         )
         if part == "html":

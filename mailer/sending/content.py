@@ -36,6 +36,7 @@ class Builder(Protocol):
         now: datetime,
         test: bool = False,
         links: Sequence[str] = (),
+        preferences_url: str = "",
     ) -> Built:
         """Return the message for one recipient (`links`: its click URLs, when counted)."""
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from mailer.audience.subscriptions import change_status
 from mailer.config import Config
@@ -43,7 +44,7 @@ from mailer.store import campaigns as q_campaigns
 from mailer.store import deliveries as q_deliveries
 from mailer.store.campaigns import Campaign
 from mailer.timeutil import from_db, now_utc
-from mailer.tokens import make_token, unsubscribe_url
+from mailer.tokens import make_preferences_token, make_token, preferences_url, unsubscribe_url
 
 LEASE_SECONDS = 120
 LEASE_RENEW_SECONDS = 20
@@ -191,18 +192,28 @@ class _Run:
 
     def build(self, job: _Job, contact_id: int, email: str, wire: str) -> smtp.Envelope:
         token = make_token(self.secret, self.campaign_id, contact_id)
+        # Only with [signup]: a Content's builder made before the field need not know it.
+        prefs = self.preferences_url(contact_id)
         builder = self.builder(job.language)
         recipient = self.content.recipient(email, job.name, wire)
         url, now = unsubscribe_url(self.base_url, token), self.clock()
         links = self.links.urls(getattr(builder, "links", ()), job.id)  # () when not counted
+        extra: dict[str, Any] = {}
         if links:
-            message = builder.build(recipient, url, now=now, links=links)
-        else:
-            message = builder.build(recipient, url, now=now)
+            extra["links"] = links
+        if prefs:
+            extra["preferences_url"] = prefs
+        message = builder.build(recipient, url, now=now, **extra)
         job.message_id = message.message_id
         return smtp.Envelope(
             self.sender_address, wire, message.data, needs_smtputf8=not wire.isascii()
         )
+
+    def preferences_url(self, contact_id: int) -> str:
+        """The footer's preference link, with [signup] ('' without)."""
+        if self.config.signup is None:
+            return ""
+        return preferences_url(self.base_url, make_preferences_token(self.secret, contact_id))
 
     def prepare(self, job: _Job) -> smtp.Envelope | None:
         """Check the contact, reserve quota, and commit the row as `sending`; or skip it."""

@@ -64,7 +64,7 @@ def dry_run(
 ) -> SampleReport:
     """Write the real messages of a sample of the audience as .eml files; record nothing."""
     from mailer.files import write_atomic
-    from mailer.newsletter.preview import make_out_dir
+    from mailer.newsletter.preview import make_out_dir, test_preferences_url
 
     content = content or NewsletterContent()
     row = find_campaign(store.conn, name)
@@ -79,6 +79,7 @@ def dry_run(
             content.recipient(r["email"], r["name"] or "", r["email_ascii"]),
             unsubscribe_url(config.web.base_url, token),
             now=clock(),
+            preferences_url=test_preferences_url(config),
         )
         path = out_dir / f"{index:03d}-{lang}-contact{r['contact_id']}.eml"
         write_atomic(path, message.data, private=True)  # a real recipient's message
@@ -103,6 +104,7 @@ def send_test(
     unsubscribe link names no contact.
     """
     from mailer.addresses import parse_address
+    from mailer.newsletter.preview import test_preferences_url
 
     content = content or NewsletterContent()
     target = parse_address(address)
@@ -117,6 +119,7 @@ def send_test(
         unsubscribe_url(config.web.base_url, token),
         now=clock(),
         test=True,
+        preferences_url=test_preferences_url(config),
     )
     oneoff.deliver(
         config, target, message.message_id, message.data, connect=connect, label="test message"

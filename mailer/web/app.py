@@ -23,9 +23,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mailer.audience import signups
 from mailer.config import Config
 from mailer.errors import MailerError
-from mailer.web import archive, clicks, images, unsubscribe
+from mailer.sending.outbox import OutboxWorker
+from mailer.web import archive, clicks, images, preferences, subscribe, unsubscribe
 from mailer.web.pages import BodyTooLarge, HeaderSet, PageRoute, mask_path, route_headers
 from mailer.web.site import Site
 
@@ -45,16 +47,29 @@ HEALTH_HEADERS = {
 def create_app(config: Config, *, access_log: Callable[[str], None] | None = None) -> Starlette:
     """Build the ASGI app; `access_log` receives one line per request (no token, no address)."""
     site = Site.open(config)
-    return compose(
-        site,
-        [
-            unsubscribe.routes(site),
-            archive.routes(site),
-            images.routes(site),
-            clicks.routes(site),
-            health_routes(),
-        ],
-        access_log=access_log,
+    route_lists = [
+        unsubscribe.routes(site),
+        subscribe.routes(site),
+        preferences.routes(site),
+        archive.routes(site),
+        images.routes(site),
+        clicks.routes(site),
+        health_routes(),
+    ]
+    services = [outbox_worker(site)] if config.signup is not None else []
+    return compose(site, route_lists, access_log=access_log, services=services)
+
+
+def outbox_worker(site: Site) -> OutboxWorker:
+    """The thread that sends confirmation and preference-link mails within seconds."""
+    from mailer.store import Store
+
+    return OutboxWorker(
+        site.config,
+        lambda: Store(site.config.database_path, migrate=False),
+        wake=site.outbox_wake,
+        lock=site.stores.write_lock,
+        housekeeping=signups.housekeeping,
     )
 
 
@@ -63,8 +78,12 @@ def compose(
     route_lists: Sequence[Sequence[BaseRoute]],
     *,
     access_log: Callable[[str], None] | None = None,
+    services: Sequence[OutboxWorker] = (),
 ) -> Starlette:
-    """Compose the areas' route lists into one app with the shared middleware and answers."""
+    """Compose the areas' route lists into one app with the shared middleware and answers.
+
+    `services` (the outbox worker) start with the app and stop before the store closes.
+    """
     answers = _Answers(site)
     middleware = [] if access_log is None else [Middleware(AccessLog, write=access_log)]
     middleware += [
@@ -79,10 +98,16 @@ def compose(
             target=_replay_loop, args=(site, stop, access_log), name="spool", daemon=True
         )
         replayer.start()
-        yield
-        stop.set()
-        replayer.join(timeout=30)
-        site.close()
+        for service in services:
+            service.start()
+        try:
+            yield
+        finally:
+            for service in services:
+                service.stop()
+            stop.set()
+            replayer.join(timeout=30)
+            site.close()
 
     app = Starlette(
         routes=[route for routes in route_lists for route in routes],

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from mailer.audience.signups import ConsentText, register_consent
 from mailer.audience.spool import OneClickSpool
 from mailer.config import Config
 from mailer.store import Store
@@ -58,17 +59,27 @@ class Site:
     default_headers: dict[str, str] = field(default_factory=dict)
     # What an area started (a writer thread) and must finish before the store closes.
     closers: list[Callable[[], None]] = field(default_factory=list)
+    consent: ConsentText | None = None  # with [signup]: the consent text, registered at start
+    outbox_wake: threading.Event = field(default_factory=threading.Event)  # mail was queued
 
     @classmethod
     def open(cls, config: Config) -> Site:
         """Read the secrets, load the templates and open (create or migrate) the store."""
         pages = Pages(config)
+        stores = StorePool(config)
+        consent = None
+        if config.signup is not None:
+            from mailer.timeutil import now_utc
+
+            with stores.get() as store:
+                consent = register_consent(store, config, now_utc())
         return cls(
             config=config,
-            stores=StorePool(config),
+            stores=stores,
             pages=pages,
             secrets=tuple(config.secrets()),
             default_headers=page_headers(pages.css),
+            consent=consent,
         )
 
     @property
