@@ -68,6 +68,24 @@ class DkimConfig:
 
 
 @dataclass(frozen=True)
+class BouncesConfig:
+    """[bounces]: the return path per delivery and the mailbox that `bounces fetch` reads."""
+
+    address: str
+    imap_host: str
+    imap_port: int
+    security: str
+    username: str
+    password_env: str
+    folder: str
+    auth: str
+    processed_folder: str
+    unrecognised_folder: str
+    soft_limit: int
+    soft_days: int
+
+
+@dataclass(frozen=True)
 class DefaultsConfig:
     language: str
     max_late_hours: float
@@ -83,6 +101,7 @@ class Config:
     defaults: DefaultsConfig
     list_kinds: tuple[str, ...]
     dkim: DkimConfig | None = None
+    bounces: BouncesConfig | None = None
     environ: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -113,6 +132,12 @@ class Config:
         if not self.smtp.password_env:
             return ""
         return self.environ.get(self.smtp.password_env, "")
+
+    def imap_password(self) -> str:
+        """Return the bounce mailbox's password from the environment ('' when unset)."""
+        if self.bounces is None or not self.bounces.password_env:
+            return ""
+        return self.environ.get(self.bounces.password_env, "")
 
     def dkim_key(self) -> bytes | None:
         """Return the DKIM private key (PEM) or None when DKIM is not configured."""
@@ -166,6 +191,20 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "private_key": (str, _REQUIRED),
     },
     "defaults": {"language": (str, "fi"), "max_late_hours": (float, 24.0)},
+    "bounces": {
+        "address": (str, _REQUIRED),
+        "imap_host": (str, ""),
+        "imap_port": (int, 993),
+        "security": (str, "tls"),
+        "username": (str, ""),
+        "password_env": (str, "MAILER_IMAP_PASSWORD"),
+        "folder": (str, "INBOX"),
+        "auth": (str, "password"),
+        "processed_folder": (str, "mailer/processed"),
+        "unrecognised_folder": (str, "mailer/unrecognised"),
+        "soft_limit": (int, 3),
+        "soft_days": (int, 30),
+    },
     "lists": {"kinds": (list, list(DEFAULT_KINDS))},
 }
 _OPTIONAL_SECTIONS = {"dkim", "smtp", "database", "defaults", "lists"}
@@ -208,13 +247,14 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     values = {
         section: _section(path, section, data.get(section))
         for section in _SCHEMA
-        if section != "dkim"
+        if section not in ("dkim", "bounces")
     }
     dkim = None
     if "dkim" in data:
         d = _section(path, "dkim", data["dkim"])
         dkim = DkimConfig(d["domain"], d["selector"], path.parent / d["private_key"])
 
+    bounces = _bounces(path, data["bounces"]) if "bounces" in data else None
     smtp = values["smtp"]
     _check_smtp(path, smtp)
     language = values["defaults"]["language"]
@@ -246,6 +286,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         defaults=DefaultsConfig(**values["defaults"]),
         list_kinds=tuple(kinds),
         dkim=dkim,
+        bounces=bounces,
         environ=env,
     )
 
@@ -259,6 +300,41 @@ def _check_smtp(path: Path, smtp: dict[str, Any]) -> None:
     for key in ("rate", "per_minute", "per_day", "timeout"):
         if smtp[key] < 0:
             raise _bad(path, f"smtp.{key}", "must not be negative")
+
+
+BOUNCE_SECURITY = ("tls", "starttls")
+
+
+def _bounces(path: Path, table: Any) -> BouncesConfig:
+    """[bounces]: certificates are always verified, so there is no plain-text IMAP."""
+    b = _section(path, "bounces", table)
+    _check_mailbox(path, "bounces.address", b["address"])
+    if "+" in b["address"].partition("@")[0]:
+        raise _bad(path, "bounces.address", "must not hold '+' (the token follows it)")
+    from mailer.tokens import RETURN_PATH_TOKEN_LENGTH, return_path_address
+
+    try:  # LOCAL+TOKEN must fit in a local part
+        return_path_address(b["address"], "a" * RETURN_PATH_TOKEN_LENGTH)
+    except ConfigError as exc:
+        raise _bad(path, "bounces.address", exc.message) from None
+    if b["security"] not in BOUNCE_SECURITY:
+        raise _bad(path, "bounces.security", f"must be one of {', '.join(BOUNCE_SECURITY)}")
+    if b["auth"] != "password":
+        raise _bad(path, "bounces.auth", 'must be "password" (XOAUTH2 is not supported yet)')
+    if not 1 <= b["imap_port"] <= 65535:
+        raise _bad(path, "bounces.imap_port", "must be a port number")
+    for key in ("soft_limit", "soft_days"):
+        if b[key] < 1:
+            raise _bad(path, f"bounces.{key}", "must be at least 1")
+    for key in ("imap_host", "username", "folder", "processed_folder", "unrecognised_folder"):
+        if any(ch in b[key] for ch in "\r\n\x00"):
+            raise _bad(path, f"bounces.{key}", "must be one line")
+    for key in ("folder", "processed_folder", "unrecognised_folder"):
+        if not b[key].strip():
+            raise _bad(path, f"bounces.{key}", "must name a folder")
+    if len({b["folder"], b["processed_folder"], b["unrecognised_folder"]}) < 3:
+        raise _bad(path, "bounces.processed_folder", "and the other folders must all differ")
+    return BouncesConfig(**b)
 
 
 def _check_sender(path: Path, sender: dict[str, Any]) -> None:

@@ -47,6 +47,7 @@ def test_add_then_show_in_json(workspace):
         "status": "subscribed",
         "lists": ["cluster:arctic-power", "municipality:inari"],
         "attributes": {},
+        "last_bounce": None,
     }
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
-from mailer.cli import campaign, contacts, lists, render, segments, send, serve, workspace
+from mailer.cli import bounces, campaign, contacts, lists, render, segments, send, serve, workspace
 from mailer.cli._common import State, get_config, opened_database, state
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ app.add_typer(contacts.app, name="contacts")
 app.add_typer(lists.app, name="lists")
 app.add_typer(segments.app, name="segments")
 app.add_typer(campaign.app, name="campaign")
+app.add_typer(bounces.app, name="bounces")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -80,6 +80,9 @@ class Stats:
     unknown: int
     skipped: int
     unsubscribed: int
+    bounced: int = 0  # hard: a 5xx at send or a returned 5.x.x
+    soft_bounced: int = 0
+    complaints: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -266,6 +269,7 @@ def cancel_campaign(store: Store, name: str, *, clock: Clock = now_utc) -> Campa
 
 def campaign_stats(store: Store, name: str) -> Stats:
     from mailer.audience.subscriptions import count_for_campaign
+    from mailer.bounces.apply import campaign_counts
 
     conn = store.conn
     row = find_campaign(conn, name)
@@ -281,4 +285,13 @@ def campaign_stats(store: Store, name: str) -> Stats:
         unknown=counts["unknown"],
         skipped=counts["skipped"],
         unsubscribed=count_for_campaign(conn, row.id),
+        **_bounce_counts(campaign_counts(conn, row.id)),
     )
+
+
+def _bounce_counts(counts: dict[str, int]) -> dict[str, int]:
+    return {
+        "bounced": counts["hard"],
+        "soft_bounced": counts["soft"],
+        "complaints": counts["complaint"],
+    }

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mailer.audience.subscriptions import change_status
+from mailer.bounces.apply import record_at_send
 from mailer.config import Config
 from mailer.errors import ConflictError, LeaseHeldError
 from mailer.sending import smtp
@@ -42,7 +42,12 @@ from mailer.store import campaigns as q_campaigns
 from mailer.store import deliveries as q_deliveries
 from mailer.store.campaigns import Campaign
 from mailer.timeutil import from_db, now_utc
-from mailer.tokens import make_token, unsubscribe_url
+from mailer.tokens import (
+    make_return_path_token,
+    make_token,
+    return_path_address,
+    unsubscribe_url,
+)
 
 LEASE_SECONDS = 120
 LEASE_RENEW_SECONDS = 20
@@ -192,9 +197,10 @@ class _Run:
             now=self.clock(),
         )
         job.message_id = message.message_id
-        return smtp.Envelope(
-            self.sender_address, wire, message.data, needs_smtputf8=not wire.isascii()
-        )
+        mail_from = self.sender_address
+        if self.config.bounces is not None:  # LOCAL+TOKEN@DOMAIN names this delivery
+            mail_from = return_path_address(mail_from, make_return_path_token(self.secret, job.id))
+        return smtp.Envelope(mail_from, wire, message.data, needs_smtputf8=not wire.isascii())
 
     def prepare(self, job: _Job) -> smtp.Envelope | None:
         """Check the contact, reserve quota, and commit the row as `sending`; or skip it."""
@@ -292,17 +298,17 @@ class _Run:
         q_deliveries.mark_outcome(conn, job.id, self.owner, D.FAILED, outcome.detail, now)
         if outcome.status == smtp.REFUSED:
             self.report.refused += 1
-        elif outcome.bounce and job.contact_id is not None:
-            # The one status write of a send; the status's owner checks the move and records
-            # the event (an address already unsubscribed keeps that status, the bounce is noted).
-            change_status(
+        elif job.contact_id is not None:
+            # A 5xx about this recipient is a bounce record; one that says the address is gone
+            # makes the contact bounced through the status's owner, with the event.
+            record_at_send(
                 conn,
-                job.contact_id,
-                ContactStatus.BOUNCED,
-                source="bounce",
-                now=now,
+                delivery_id=job.id,
                 campaign_id=self.campaign_id,
+                contact_id=job.contact_id,
                 detail=outcome.detail,
+                hard=outcome.bounce,
+                now=now,
             )
         self.report.failed += 1
 
