@@ -122,7 +122,7 @@ def _read(msg: Message, key: str, raw: bytes) -> Returned:
         kind = _complaint(msg, found)
     elif msg.get_content_type() == "multipart/report" and report_type == "delivery-status":
         kind = _delivery_status(msg, found)
-    if not kind and _automatic(msg) and not _autoreply(msg):
+    if not kind and _automatic(msg):  # Exim's bounces say auto-replied too: try them first
         kind = _non_standard(msg, found)
     if not kind:
         reason = "auto-reply" if _autoreply(msg) else "neither a bounce nor a complaint"
@@ -168,8 +168,10 @@ def _recipient_failure(block: Message) -> Failure | None:
     status = enhanced_code(_one_line(block.get("Status", "")))
     diagnostic = _one_line(block.get("Diagnostic-Code", ""))
     diagnostic = diagnostic.split(";", 1)[1].strip() if ";" in diagnostic else diagnostic
-    if status is None:
-        status = enhanced_code(diagnostic)
+    detailed = enhanced_code(diagnostic)
+    # Exim and others write the generic X.0.0 beside a precise code in the server's answer.
+    if status is None or (status.endswith(".0.0") and detailed and detailed[0] == status[0]):
+        status = detailed or status
     verdict = Verdict.SOFT if action == "delayed" else None
     verdict = verdict or classify(status, reply_code(diagnostic) or 550, diagnostic)
     if verdict is None:
