@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import mailbox
 import re
-import tomllib
 from dataclasses import dataclass
 from email.utils import format_datetime
 from pathlib import Path
+
+import tomllib
 
 from mailer.timeutil import now_utc
 from tests.contacts_helpers import write_csv
