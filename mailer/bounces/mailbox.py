@@ -51,6 +51,7 @@ class Mailbox:
         self.where = f"{settings.imap_host}:{settings.imap_port}"
         self.client: imaplib.IMAP4 | None = None
         self.delimiter = "/"
+        self.capabilities: set[str] = set()
 
     # --- session -------------------------------------------------------------------------
 
@@ -80,6 +81,10 @@ class Mailbox:
         except imaplib.IMAP4.error as exc:
             self.close()
             raise ImapError(f"login refused: {_text(exc)}", where=self.where) from None
+        # The capabilities after login (MOVE, UIDPLUS) may differ from the greeting's.
+        data = self._call("CAPABILITY", client.capability)
+        words = b" ".join(d for d in data if isinstance(d, bytes)).decode("ascii", "replace")
+        self.capabilities = {word.upper() for word in words.split()}
         self.delimiter = self._delimiter()
         return self
 
@@ -175,12 +180,12 @@ class Mailbox:
         if seen:
             self._call("STORE", lambda: client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Seen)"))
         quoted = _quote(target)
-        if "MOVE" in client.capabilities:
+        if "MOVE" in self.capabilities:
             self._call("MOVE", lambda: client.uid("MOVE", uid, quoted))
             return
         self._call("COPY", lambda: client.uid("COPY", uid, quoted))
         self._call("STORE", lambda: client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Deleted)"))
-        if "UIDPLUS" in client.capabilities:
+        if "UIDPLUS" in self.capabilities:
             self._call("EXPUNGE", lambda: client.uid("EXPUNGE", uid))
 
 
