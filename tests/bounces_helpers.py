@@ -58,14 +58,19 @@ def with_bounces(workspace, **keys: str) -> None:
         workspace.set_config("bounces", key, value)
 
 
-def send_campaign(workspace, emails: list[str], rcpt_reply=None) -> dict[str, Sent]:
-    """Import `emails`, create the test campaign and send it to a sink; what each got."""
+def create_campaign(workspace, emails: list[str]) -> None:
+    """Import `emails` (cluster Arctic Power) and create the test campaign for them."""
     rows = [["sähköposti", "nimi", "kieli", "klusterit"]]
     rows += [[e, f"Henkilö {i}", "fi", "Arctic Power"] for i, e in enumerate(emails)]
     res = workspace.cli("contacts", "import", str(write_csv(workspace.path / "c.csv", rows)))
     assert res.exit_code == 0, res.stderr
     res = workspace.cli("campaign", "create", str(copy_campaign(workspace.path)))
     assert res.exit_code == 0, res.stderr
+
+
+def send_campaign(workspace, emails: list[str], rcpt_reply=None) -> dict[str, Sent]:
+    """Import `emails`, create the test campaign and send it to a sink; what each got."""
+    create_campaign(workspace, emails)
     with ScriptedSink(rcpt_reply=rcpt_reply) as sink:
         point_at(workspace, sink.port, connections=2)
         res = workspace.cli("send", CAMPAIGN, "--yes")

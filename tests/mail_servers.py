@@ -208,3 +208,120 @@ def private_folder() -> Path:
     path = Path(tempfile.mkdtemp(prefix="mailer-bounces-"))
     path.chmod(0o755)
     return path
+
+
+_MASTER_CF = """\
+{listen} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+@dataclass
+class Postfix:
+    """A private Postfix on loopback: it relays to `next_hop` and delivers mail for the
+    bounce domain into `maildir_base`/Maildir/ (where a Dovecot serves it)."""
+
+    folder: Path
+    next_hop: int  # the port of the next hop (an aiosmtpd of the test)
+    maildir_base: Path  # holds Maildir/
+    bounce_domain: str = "arcticsmartness.eu"
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["postfix", "-c", str(self.folder / "etc"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def start(self) -> Postfix:
+        need("postfix")
+        f = self.folder
+        etc = f / "etc"
+        etc.mkdir()
+        (f / "data").mkdir()
+        (f / "vmailbox").write_text(f"@{self.bounce_domain} Maildir/\n")
+        (etc / "main.cf").write_text(
+            f"""
+compatibility_level = 3.6
+queue_directory = {f}/queue
+data_directory = {f}/data
+maillog_file = {f}/maillog
+maillog_file_prefixes = {f}
+myhostname = mail.{self.bounce_domain}
+mydomain = {self.bounce_domain}
+myorigin = $myhostname
+mydestination =
+local_transport = error:no local delivery
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+relayhost = [127.0.0.1]:{self.next_hop}
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+smtputf8_enable = no
+recipient_delimiter = +
+virtual_mailbox_domains = {self.bounce_domain}
+virtual_mailbox_base = {self.maildir_base}
+virtual_mailbox_maps = texthash:{f}/vmailbox
+virtual_uid_maps = static:{MAIL_UID}
+virtual_gid_maps = static:{MAIL_UID}
+virtual_minimum_uid = 1
+bounce_queue_lifetime = 0
+maximal_queue_lifetime = 1h
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+"""
+        )
+        (etc / "master.cf").write_text(_MASTER_CF.format(listen=f"127.0.0.1:{self.port}"))
+        (f / "queue").mkdir(mode=0o755)
+        self._postfix("set-permissions")
+        check = self._postfix("check")
+        if check.returncode != 0:
+            raise RuntimeError(f"postfix check: {check.stderr}")
+        self.proc = subprocess.Popen(
+            ["postfix", "-c", str(etc), "start-fg"],
+            stdout=subprocess.DEVNULL,
+            stderr=open(f / "stderr.log", "wb"),  # noqa: SIM115 - closed with the process
+        )
+        _wait_port(self.port, self.proc, f / "maillog", "postfix")
+        return self
+
+    def stop(self) -> None:
+        self._postfix("stop")
+        if self.proc is not None:
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log(self) -> str:
+        path = self.folder / "maillog"
+        return path.read_text(errors="replace") if path.exists() else ""
