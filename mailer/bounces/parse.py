@@ -18,6 +18,7 @@ or quoted in the text). Nothing here raises on any input: a message that cannot 
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import hashlib
@@ -26,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import Message
-from email.parser import BytesHeaderParser, HeaderParser
+from email.parser import HeaderParser
 from email.utils import parsedate_to_datetime
 
 from mailer.bounces.codes import (
@@ -79,8 +80,19 @@ class Returned:
     tokens: tuple[str, ...] = ()  # return-path tokens (unchecked)
     message_ids: tuple[str, ...] = ()  # Message-IDs of the returned original
     unsubscribe_tokens: tuple[str, ...] = ()  # List-Unsubscribe tokens in the returned part
-    date: datetime | None = None  # the bounce's Date, when it has a sane one
+    date_header: str = ""  # the bounce's Date header (read by `date` when it is needed)
     reason: str = ""  # why it is neither bounce nor complaint
+
+    @property
+    def date(self) -> datetime | None:
+        """The bounce's Date, when it has a sane one."""
+        try:
+            moment = parsedate_to_datetime(self.date_header)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if moment is None or moment.tzinfo is None:
+            return None
+        return moment.astimezone(timezone.utc)
 
     @property
     def handled(self) -> bool:
@@ -89,49 +101,62 @@ class Returned:
 
 @dataclass
 class _Found:
+    parts: list[tuple[str, Message]]  # every part with its content type, walked once
     failures: list[Failure] = field(default_factory=list)
     returned: list[Message] = field(default_factory=list)
+    _text: str | None = None
 
-
-def message_key(raw: bytes) -> str:
-    """The identity of a returned message: its Message-ID, else a hash of its bytes."""
-    try:
-        headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[:65536])
-        mid = " ".join(str(headers.get("Message-ID", "")).split())
-    except Exception:  # noqa: BLE001 - any input: fall back to the bytes
-        mid = ""
-    basis = ("mid:" + mid).encode("utf-8", "replace") if mid else b"raw:" + raw
-    return hashlib.sha256(basis).hexdigest()
+    def text(self) -> str:
+        """The decoded text parts, for codes, addresses and quoted IDs (read once)."""
+        if self._text is None:
+            self._text = _body_text(self.parts)
+        return self._text
 
 
 def parse(raw: bytes) -> Returned:
     """Read one message; never raises (a message that cannot be read is unrecognised)."""
-    key = message_key(raw)
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-        return _read(msg, key, raw)
     except Exception as exc:  # noqa: BLE001 - hostile or broken mail must not stop a fetch
+        return Returned(UNRECOGNISED, _key("", raw), reason=f"unreadable: {type(exc).__name__}")
+    try:
+        key = _key(_one_line(msg.get("Message-ID", "")), raw)
+    except Exception:  # noqa: BLE001
+        key = _key("", raw)
+    try:
+        return _read(msg, key)
+    except Exception as exc:  # noqa: BLE001
         return Returned(UNRECOGNISED, key, reason=f"unreadable: {type(exc).__name__}")
 
 
-def _read(msg: Message, key: str, raw: bytes) -> Returned:
+def _key(message_id: str, raw: bytes) -> str:
+    """The identity of a returned message: its Message-ID, else a hash of its bytes."""
+    basis = ("mid:" + message_id).encode("utf-8", "replace") if message_id else b"raw:" + raw
+    return hashlib.sha256(basis).hexdigest()
+
+
+def _read(msg: Message, key: str) -> Returned:
+    ctype = msg.get_content_type()
     report_type = str(msg.get_param("report-type", "", header="content-type") or "").lower()
-    found = _Found()
+    found = _Found([(part.get_content_type(), part) for part in msg.walk()])
     kind = ""
-    if msg.get_content_type() == "multipart/report" and report_type == "feedback-report":
-        kind = _complaint(msg, found)
-    elif msg.get_content_type() == "multipart/report" and report_type == "delivery-status":
-        kind = _delivery_status(msg, found)
-    if not kind and _automatic(msg):  # Exim's bounces say auto-replied too: try them first
+    if ctype == "multipart/report" and report_type == "feedback-report":
+        kind = _complaint(found)
+    elif ctype == "multipart/report" and report_type == "delivery-status":
+        kind = _delivery_status(found)
+    # Exim's and qmail's texts say auto-replied too, so a mail system's message is read
+    # as a bounce first; a vacation or challenge mail never goes through the detectors.
+    if not kind and _from_a_mail_system(msg) and not _autoreply_marks(msg):
         kind = _non_standard(msg, found)
     if not kind:
-        reason = "auto-reply" if _autoreply(msg) else "neither a bounce nor a complaint"
-        return Returned(AUTOREPLY if reason == "auto-reply" else UNRECOGNISED, key, reason=reason)
-    text = _all_text(msg)
+        if _autoreply_marks(msg) or _auto_submitted(msg).startswith("auto-replied"):
+            return Returned(AUTOREPLY, key, reason="auto-reply")
+        return Returned(UNRECOGNISED, key, reason="neither a bounce nor a complaint")
     mids = [m for part in found.returned if (m := _one_line(part.get("Message-ID", "")))]
-    mids += _MESSAGE_ID_LINE.findall(_body_text(msg))
     unsub = [t for part in found.returned for t in _UNSUBSCRIBE_TOKEN.findall(_headers(part))]
-    unsub += _UNSUBSCRIBE_TOKEN.findall(text)
+    if not (mids and unsub):  # no returned part named it: the copy may be quoted in the text
+        mids += _MESSAGE_ID_LINE.findall(found.text())
+        unsub += _UNSUBSCRIBE_TOKEN.findall(found.text())
     tokens = [t for name in _ADDRESSED_HEADERS for t in _tokens(msg.get_all(name) or [])]
     tokens += [t for part in found.returned for t in _tokens(part.get_all("Return-Path") or [])]
     return Returned(
@@ -141,23 +166,22 @@ def _read(msg: Message, key: str, raw: bytes) -> Returned:
         tokens=_unique(t.lower() for t in tokens),
         message_ids=_unique(mids),
         unsubscribe_tokens=_unique(unsub),
-        date=_date(msg),
+        date_header=_one_line(msg.get("Date", "")),
     )
 
 
 # --- RFC 3464 -------------------------------------------------------------------------------
 
 
-def _delivery_status(msg: Message, found: _Found) -> str:
-    for part in msg.walk():
-        ctype = part.get_content_type()
+def _delivery_status(found: _Found) -> str:
+    for ctype, part in found.parts:
         if ctype in ("message/delivery-status", "message/global-delivery-status"):
             blocks = _field_blocks(part)
             for block in blocks[1:]:  # the first block is about the message, not a recipient
                 failure = _recipient_failure(block)
                 if failure is not None:
                     found.failures.append(failure)
-        _collect_returned(part, found)
+        _collect_returned(ctype, part, found)
     return BOUNCE if found.failures else ""
 
 
@@ -187,10 +211,10 @@ def _recipient_failure(block: Message) -> Failure | None:
 # --- RFC 5965 -------------------------------------------------------------------------------
 
 
-def _complaint(msg: Message, found: _Found) -> str:
+def _complaint(found: _Found) -> str:
     kind = ""
-    for part in msg.walk():
-        if part.get_content_type() == "message/feedback-report":
+    for ctype, part in found.parts:
+        if ctype == "message/feedback-report":
             for block in _field_blocks(part)[:1]:
                 feedback = _one_line(block.get("Feedback-Type", "")).lower()
                 if feedback == "abuse":
@@ -199,52 +223,54 @@ def _complaint(msg: Message, found: _Found) -> str:
                     found.failures.append(
                         Failure(recipient, None, Verdict.MESSAGE, "complaint: abuse")
                     )
-        _collect_returned(part, found)
+        _collect_returned(ctype, part, found)
     return kind
 
 
 # --- non-standard texts ---------------------------------------------------------------------
 
 
-def _automatic(msg: Message) -> bool:
+def _auto_submitted(msg: Message) -> str:
+    return _one_line(msg.get("Auto-Submitted", "")).lower()
+
+
+def _from_a_mail_system(msg: Message) -> bool:
     """Sent by a mail system, not a person: a null return path, a daemon, Auto-Submitted."""
     return_path = _one_line(msg.get("Return-Path", ""))
     sender = _one_line(msg.get("From", "")).strip('"')
-    auto = _one_line(msg.get("Auto-Submitted", "")).lower()
     return (
         return_path == "<>"
         or bool(_DAEMONS.match(sender))
         or bool(_DAEMONS.match(sender.rpartition("<")[2]))
-        or (auto not in ("", "no"))
+        or _auto_submitted(msg) not in ("", "no")
         or msg.get("X-Failed-Recipients") is not None
     )
 
 
-def _autoreply(msg: Message) -> bool:
-    """A vacation or challenge reply: Auto-Submitted: auto-replied and the usual marks."""
-    auto = _one_line(msg.get("Auto-Submitted", "")).lower()
+def _autoreply_marks(msg: Message) -> bool:
+    """A vacation or challenge reply's own marks (Auto-Submitted alone is not one: real
+    DSNs carry it too)."""
     precedence = _one_line(msg.get("Precedence", "")).lower()
-    subject = _one_line(msg.get("Subject", ""))
     return (
-        auto.startswith("auto-replied")
-        or precedence == "auto_reply"
+        precedence == "auto_reply"
         or any(msg.get(h) is not None for h in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"))
-        or bool(_AUTOREPLY_SUBJECT.match(subject))
+        or bool(_AUTOREPLY_SUBJECT.match(_one_line(msg.get("Subject", ""))))
     )
 
 
 def _non_standard(msg: Message, found: _Found) -> str:
     from flufl.bounce import all_failures
 
-    try:
-        temporary, permanent = all_failures(msg)
-    except Exception:  # noqa: BLE001 - a detector tripping on odd input is no bounce
-        temporary, permanent = frozenset(), frozenset()
     listed = [_decode(a) for a in _headers_of(msg, "X-Failed-Recipients")]
+    temporary: frozenset[bytes] = frozenset()
+    permanent: frozenset[bytes] = frozenset()
+    if not listed:  # Exim names them in a header; the detectors read the others' texts
+        with contextlib.suppress(Exception):  # a detector tripping on odd input: no bounce
+            temporary, permanent = all_failures(msg)
     addresses = {a.lower(): False for a in listed if a}
     addresses.update({_decode(a).lower(): False for a in permanent})
     addresses.update({_decode(a).lower(): True for a in temporary if _decode(a).lower()})
-    text = _body_text(msg)
+    text = found.text()
     for address, temporary_only in addresses.items():
         if not address or "@" not in address:
             continue
@@ -262,8 +288,8 @@ def _non_standard(msg: Message, found: _Found) -> str:
         if verdict is Verdict.QUOTA:
             verdict = Verdict.MESSAGE
         found.failures.append(Failure(address, status, verdict, _diagnostic(line or status or "")))
-    for part in msg.walk():
-        _collect_returned(part, found)
+    for ctype, part in found.parts:
+        _collect_returned(ctype, part, found)
     return BOUNCE if found.failures else ""
 
 
@@ -295,8 +321,7 @@ def _field_blocks(part: Message) -> list[Message]:
     return [_HEADER_PARSER.parsestr(block) for block in blocks if block.strip()]
 
 
-def _collect_returned(part: Message, found: _Found) -> None:
-    ctype = part.get_content_type()
+def _collect_returned(ctype: str, part: Message, found: _Found) -> None:
     if ctype in ("message/rfc822", "message/global"):
         payload = part.get_payload()
         if isinstance(payload, list) and payload and isinstance(payload[0], Message):
@@ -327,15 +352,10 @@ def _address_field(value: object) -> str | None:
     return text.lower() if "@" in text and " " not in text else None
 
 
-def _all_text(msg: Message) -> str:
-    return _body_text(msg) + "\n" + "\n".join(_headers(p) for p in msg.walk())
-
-
-def _body_text(msg: Message) -> str:
-    """The decoded text parts (and returned headers), for codes, addresses and quoted IDs."""
+def _body_text(parts: list[tuple[str, Message]]) -> str:
     out: list[str] = []
-    for part in msg.walk():
-        if part.get_content_maintype() != "text":
+    for ctype, part in parts:
+        if not ctype.startswith("text/"):
             continue
         data = part.get_payload(decode=True)
         if not isinstance(data, bytes):
@@ -345,7 +365,7 @@ def _body_text(msg: Message) -> str:
             text = data.decode(charset, "replace")
         except LookupError:
             text = data.decode("utf-8", "replace")
-        if part.get_content_subtype() == "html":
+        if ctype == "text/html":
             text = re.sub(r"<[^>]{0,2000}>", " ", text)
         out.append(text)
     return "\n".join(out)[:200_000]
@@ -373,16 +393,6 @@ def _diagnostic(text: str) -> str:
     line = "".join(ch if ch.isprintable() else " " for ch in _one_line(text))
     line = mask(" ".join(line.split()))
     return line if len(line) <= DIAGNOSTIC_MAX else line[: DIAGNOSTIC_MAX - 1] + "…"
-
-
-def _date(msg: Message) -> datetime | None:
-    try:
-        moment = parsedate_to_datetime(_one_line(msg.get("Date", "")))
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if moment is None or moment.tzinfo is None:
-        return None
-    return moment.astimezone(timezone.utc)
 
 
 def _unique(values: Iterable[str]) -> tuple[str, ...]:
