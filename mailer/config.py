@@ -69,6 +69,24 @@ class DkimConfig:
 
 
 @dataclass(frozen=True)
+class BouncesConfig:
+    """[bounces]: the return path per delivery and the mailbox that `bounces fetch` reads."""
+
+    address: str
+    imap_host: str
+    imap_port: int
+    security: str
+    username: str
+    password_env: str
+    folder: str
+    auth: str
+    processed_folder: str
+    unrecognised_folder: str
+    soft_limit: int
+    soft_days: int
+
+
+@dataclass(frozen=True)
 class DefaultsConfig:
     language: str
     max_late_hours: float
@@ -114,6 +132,7 @@ class Config:
     dkim: DkimConfig | None = None
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     signup: SignupConfig | None = None
+    bounces: BouncesConfig | None = None
     environ: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     tracking: TrackingConfig = TrackingConfig()
 
@@ -145,6 +164,12 @@ class Config:
         if not self.smtp.password_env:
             return ""
         return self.environ.get(self.smtp.password_env, "")
+
+    def imap_password(self) -> str:
+        """Return the bounce mailbox's password from the environment ('' when unset)."""
+        if self.bounces is None or not self.bounces.password_env:
+            return ""
+        return self.environ.get(self.bounces.password_env, "")
 
     def dkim_key(self) -> bytes | None:
         """Return the DKIM private key (PEM) or None when DKIM is not configured."""
@@ -203,6 +228,20 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "max_late_hours": (float, 24.0),
         "csv_delimiter": (str, ";"),
     },
+    "bounces": {
+        "address": (str, _REQUIRED),
+        "imap_host": (str, ""),
+        "imap_port": (int, 993),
+        "security": (str, "tls"),
+        "username": (str, ""),
+        "password_env": (str, "MAILER_IMAP_PASSWORD"),
+        "folder": (str, "INBOX"),
+        "auth": (str, "password"),
+        "processed_folder": (str, "mailer/processed"),
+        "unrecognised_folder": (str, "mailer/unrecognised"),
+        "soft_limit": (int, 3),
+        "soft_days": (int, 30),
+    },
     "lists": {"kinds": (list, list(DEFAULT_KINDS))},
     "archive": {"default": (bool, False)},
     "tracking": {
@@ -229,8 +268,9 @@ _OPTIONAL_SECTIONS = {
     "archive",
     "tracking",
     "signup",
+    "bounces",
 }
-_ABSENT_UNLESS_WRITTEN = ("dkim", "signup")  # sections that exist only when written
+_ABSENT_UNLESS_WRITTEN = ("dkim", "signup", "bounces")  # sections that exist only when written
 
 
 def find_config_path(explicit: str | Path | None, environ: dict[str, str]) -> Path:
@@ -277,6 +317,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         d = _section(path, "dkim", data["dkim"])
         dkim = DkimConfig(d["domain"], d["selector"], path.parent / d["private_key"])
 
+    bounces = _bounces(path, data["bounces"]) if "bounces" in data else None
     smtp = values["smtp"]
     _check_smtp(path, smtp)
     language = values["defaults"]["language"]
@@ -317,6 +358,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         dkim=dkim,
         archive=ArchiveConfig(**values["archive"]),
         signup=signup,
+        bounces=bounces,
         environ=env,
         tracking=tracking,
     )
@@ -387,6 +429,41 @@ def _check_smtp(path: Path, smtp: dict[str, Any]) -> None:
     for key in ("rate", "per_minute", "per_day", "timeout"):
         if smtp[key] < 0:
             raise _bad(path, f"smtp.{key}", "must not be negative")
+
+
+BOUNCE_SECURITY = ("tls", "starttls")
+
+
+def _bounces(path: Path, table: Any) -> BouncesConfig:
+    """[bounces]: certificates are always verified, so there is no plain-text IMAP."""
+    b = _section(path, "bounces", table)
+    _check_mailbox(path, "bounces.address", b["address"])
+    if "+" in b["address"].partition("@")[0]:
+        raise _bad(path, "bounces.address", "must not hold '+' (the token follows it)")
+    from mailer.tokens import RETURN_PATH_TOKEN_LENGTH, return_path_address
+
+    try:  # LOCAL+TOKEN must fit in a local part
+        return_path_address(b["address"], "a" * RETURN_PATH_TOKEN_LENGTH)
+    except ConfigError as exc:
+        raise _bad(path, "bounces.address", exc.message) from None
+    if b["security"] not in BOUNCE_SECURITY:
+        raise _bad(path, "bounces.security", f"must be one of {', '.join(BOUNCE_SECURITY)}")
+    if b["auth"] != "password":
+        raise _bad(path, "bounces.auth", 'must be "password" (XOAUTH2 is not supported yet)')
+    if not 1 <= b["imap_port"] <= 65535:
+        raise _bad(path, "bounces.imap_port", "must be a port number")
+    for key in ("soft_limit", "soft_days"):
+        if b[key] < 1:
+            raise _bad(path, f"bounces.{key}", "must be at least 1")
+    for key in ("imap_host", "username", "folder", "processed_folder", "unrecognised_folder"):
+        if any(ch in b[key] for ch in "\r\n\x00"):
+            raise _bad(path, f"bounces.{key}", "must be one line")
+    for key in ("folder", "processed_folder", "unrecognised_folder"):
+        if not b[key].strip():
+            raise _bad(path, f"bounces.{key}", "must name a folder")
+    if len({b["folder"], b["processed_folder"], b["unrecognised_folder"]}) < 3:
+        raise _bad(path, "bounces.processed_folder", "and the other folders must all differ")
+    return BouncesConfig(**b)
 
 
 def _check_sender(path: Path, sender: dict[str, Any]) -> None:
@@ -507,65 +584,3 @@ def _signup(path: Path, s: dict[str, Any], kinds: tuple[str, ...]) -> SignupConf
 
 def _bad(path: Path, key: str, message: str) -> ConfigError:
     return ConfigError(f"{key} {message}", where=str(path))
-
-
-CONFIG_TEMPLATE = """\
-# mailer configuration. Secrets come from the environment: see secret_env and password_env.
-
-[sender]
-name = "Arctic Smartness"
-address = "uutiset@arcticsmartness.eu"
-reply_to = "arcticsmartness@lapinliitto.fi"
-postal_address = "Lapin liitto, Hallituskatu 20 B, 96100 Rovaniemi"
-list_id = "arcticsmartness.eu"
-
-[smtp]
-host = "localhost"
-port = 587
-security = "starttls"           # starttls | tls | none (none: only to localhost)
-username = ""
-password_env = "MAILER_SMTP_PASSWORD"
-timeout = 30
-connections = 4
-rate = 0                        # messages per second over all connections; 0 = no limit
-per_minute = 0                  # relay quotas, counted in the database; 0 = none
-per_day = 0
-max_attempts = 8
-pause_after = 25
-
-[web]
-base_url = "https://uutiset.arcticsmartness.eu"
-secret_env = "MAILER_SECRET"    # the environment variable wins over `secret`
-secret = "{secret}"
-previous_secrets = []
-host = "127.0.0.1"
-port = 8080
-trusted_proxies = ["127.0.0.1", "::1"]   # whose X-Forwarded-For is believed (signup limits)
-
-[database]
-path = "mailer.db"
-
-[defaults]
-language = "fi"
-max_late_hours = 24
-csv_delimiter = ";"             # CSV the tool writes (Finnish and Swedish Excel expect ;)
-
-[archive]
-default = false                 # a campaign is public only with `archive = true` (or this)
-
-[tracking]
-clicks = false                  # count clicks per link through {base_url}/l/... (no open pixel)
-keep_days = 90                  # after this only the per-link counts remain
-ignore_first_seconds = 30       # clicks this soon after sending are mail scanners
-
-# The signup form (/subscribe) and the preference page (/p): remove the # signs to turn
-# them on. The consent texts people agree to are in consent.toml; when you change a text,
-# change consent_version too (`mailer serve` refuses to start otherwise).
-# [signup]
-# lists = ["company:*"]           # what a visitor may choose: KIND:* or KIND:SLUG
-# consent_version = "2026-12"     # recorded with each confirmation
-# confirm_hours = 72              # a confirmation link expires after this
-# per_address_per_day = 3         # confirmation and preference mails to one address
-# per_client_per_hour = 20        # form posts from one client address
-# record_client_address = false   # keep the client address with a signup's consent
-"""

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from pathlib import Path
+from typing import Any
 
 from mailer.audience.importer import ImportReport
 from mailer.capture import CaptureServer
@@ -62,6 +63,8 @@ class DemoReport:
     report: Path | None = None
     signup_url: str = ""  # with [signup] on: the form, and a recipient's preference page
     preferences_url: str = ""
+    returned: Path | None = None  # returned mail the demo wrote (bounces, a complaint)
+    bounces: Any = None  # what `bounces import` of it did (mailer.bounces.apply.BounceReport)
 
 
 def run_demo(
@@ -94,7 +97,7 @@ def run_demo(
             DEMO_CONSENT,
         ):
             text = text.replace(old, new)
-        config_path.write_text(text, encoding="utf-8")
+        config_path.write_text(text + DEMO_BOUNCES, encoding="utf-8")
     config = load_config(config_path, environ)
     report = DemoReport(directory, created)
 
@@ -137,6 +140,7 @@ def run_demo(
         report.already_sent = result.nothing_to_do
         stats = campaign_stats(store, spec.name)
         report.recipients = stats.recipients
+        report.returned, report.bounces = _returned_mail(store, config, directory, report.maildir)
 
     box = mailbox.Maildir(str(report.maildir), create=True)
     report.maildir_count = len(box)
@@ -213,6 +217,51 @@ def _html_part(message: mailbox.MaildirMessage) -> str:
             payload = part.get_payload(decode=True)
             return payload.decode("utf-8") if isinstance(payload, bytes) else ""
     return ""
+
+
+# --- Returned mail: a few messages come back; `bounces import` applies them ----------------
+
+DEMO_BOUNCES = """
+[bounces]                       # the return path per delivery: bounces+TOKEN@arcticsmartness.eu
+address = "bounces@arcticsmartness.eu"
+"""
+
+
+def _returned_mail(
+    store: Store, config: Config, directory: Path, maildir: Path
+) -> tuple[Path, Any]:
+    """Write returned mail for a few demo recipients into a Maildir, then import it."""
+    from mailer.bounces import samples
+    from mailer.bounces.runs import import_paths
+
+    returned = directory / "returned"
+    if not returned.exists():  # written once: a second demo imports the same mail again
+        sent = mailbox.Maildir(str(maildir), create=True)
+        originals = sorted(
+            (bytes(sent.get_bytes(key)) for key in sent.iterkeys()),
+            key=lambda raw: raw.split(b"\r\nTo: ", 1)[-1][:80],
+        )
+        now = now_utc()
+        made = [
+            samples.delivery_report(
+                originals[0], status="5.1.1", now=now,
+                diagnostic="550 5.1.1 Recipient address rejected: User unknown",
+            ),
+            samples.delivery_report(
+                originals[1], status="5.1.10", now=now,
+                diagnostic="550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found",
+            ),
+            samples.delivery_report(
+                originals[2], status="4.2.2", action="delayed", now=now,
+                diagnostic="452 4.2.2 Mailbox full, try again later",
+            ),
+            samples.complaint(originals[3], now=now),
+            samples.vacation_reply(originals[4], now=now),
+        ]  # fmt: skip
+        box = mailbox.Maildir(str(returned), create=True)
+        for raw in made:
+            box.add(raw)
+    return returned, import_paths(store, config, [returned])
 
 
 def _pointed_at(config: Config, port: int) -> Config:

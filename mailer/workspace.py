@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailer.config import CONFIG_TEMPLATE, load_config
+from mailer.config import load_config
 from mailer.errors import InputError
 from mailer.resources import data_dir
 from mailer.store import Store
@@ -83,3 +83,66 @@ def _kept_secrets(config_path: Path) -> tuple[str, list[str]]:
     previous = web.get("previous_secrets") if isinstance(web, dict) else None
     kept = [p for p in previous if isinstance(p, str) and p] if isinstance(previous, list) else []
     return (secret if isinstance(secret, str) else ""), kept
+
+
+# The mailer.toml that `mailer init` writes (PRODUCT.md: Configuration).
+CONFIG_TEMPLATE = """\
+# mailer configuration. Secrets come from the environment: see secret_env and password_env.
+
+[sender]
+name = "Arctic Smartness"
+address = "uutiset@arcticsmartness.eu"
+reply_to = "arcticsmartness@lapinliitto.fi"
+postal_address = "Lapin liitto, Hallituskatu 20 B, 96100 Rovaniemi"
+list_id = "arcticsmartness.eu"
+
+[smtp]
+host = "localhost"
+port = 587
+security = "starttls"           # starttls | tls | none (none: only to localhost)
+username = ""
+password_env = "MAILER_SMTP_PASSWORD"
+timeout = 30
+connections = 4
+rate = 0                        # messages per second over all connections; 0 = no limit
+per_minute = 0                  # relay quotas, counted in the database; 0 = none
+per_day = 0
+max_attempts = 8
+pause_after = 25
+
+[web]
+base_url = "https://uutiset.arcticsmartness.eu"
+secret_env = "MAILER_SECRET"    # the environment variable wins over `secret`
+secret = "{secret}"
+previous_secrets = []
+host = "127.0.0.1"
+port = 8080
+trusted_proxies = ["127.0.0.1", "::1"]   # whose X-Forwarded-For is believed (signup limits)
+
+[database]
+path = "mailer.db"
+
+[defaults]
+language = "fi"
+max_late_hours = 24
+csv_delimiter = ";"             # CSV the tool writes (Finnish and Swedish Excel expect ;)
+
+[archive]
+default = false                 # a campaign is public only with `archive = true` (or this)
+
+[tracking]
+clicks = false                  # count clicks per link through {base_url}/l/... (no open pixel)
+keep_days = 90                  # after this only the per-link counts remain
+ignore_first_seconds = 30       # clicks this soon after sending are mail scanners
+
+# The signup form (/subscribe) and the preference page (/p): remove the # signs to turn
+# them on. The consent texts people agree to are in consent.toml; when you change a text,
+# change consent_version too (`mailer serve` refuses to start otherwise).
+# [signup]
+# lists = ["company:*"]           # what a visitor may choose: KIND:* or KIND:SLUG
+# consent_version = "2026-12"     # recorded with each confirmation
+# confirm_hours = 72              # a confirmation link expires after this
+# per_address_per_day = 3         # confirmation and preference mails to one address
+# per_client_per_hour = 20        # form posts from one client address
+# record_client_address = false   # keep the client address with a signup's consent
+"""

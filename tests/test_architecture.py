@@ -25,6 +25,7 @@ LAYERS = {
     "workspace": 3,  # `mailer init` makes the database
     "newsletter": 2,
     "audience": 2,
+    "bounces": 2,  # below sending: its classifier of SMTP answers serves both
     "store": 1,
 }
 SHARED = 0  # errors, config, states, tokens, addresses, i18n, timeutil, resources, capture

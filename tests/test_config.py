@@ -97,3 +97,34 @@ def test_config_option_wins_over_environment(workspace, tmp_path):
     )
     assert res.exit_code == 2
     assert "missing.toml" in res.stderr
+
+
+def test_the_bounces_section_is_checked_key_by_key(workspace):
+    from mailer.config import load_config
+
+    workspace.set_config("bounces", "address", '"bounces@arcticsmartness.eu"')
+    config = load_config(workspace.config_path, {"MAILER_IMAP_PASSWORD": "pw"})
+    assert config.bounces is not None and config.bounces.soft_limit == 3
+    assert config.imap_password() == "pw"
+    for key, value, named in [
+        ("security", '"none"', "bounces.security"),
+        ("address", '"bounces+x@arcticsmartness.eu"', "bounces.address"),
+        ("address", '"' + "b" * 60 + '@arcticsmartness.eu"', "bounces.address"),
+        ("soft_limit", "0", "bounces.soft_limit"),
+        ("auth", '"magic"', "bounces.auth"),
+        ("processed_folder", '"INBOX"', "bounces.processed_folder"),
+        ("imap_hots", '"x"', "bounces.imap_hots"),
+    ]:
+        saved = workspace.config_path.read_text(encoding="utf-8")
+        workspace.set_config("bounces", key, value)
+        res = workspace.cli("bounces", "list")
+        assert res.exit_code == 2 and named in res.stderr, (key, res.stderr)
+        workspace.config_path.write_text(saved, encoding="utf-8")
+
+
+def test_without_bounces_the_envelope_sender_is_the_sender_address(workspace):
+    from mailer.sending.content import envelope_sender
+
+    assert envelope_sender(workspace.config()) == "uutiset@arcticsmartness.eu"
+    workspace.set_config("bounces", "address", '"bounces@arcticsmartness.eu"')
+    assert envelope_sender(workspace.config()) == "bounces@arcticsmartness.eu"

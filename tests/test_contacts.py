@@ -46,6 +46,7 @@ def test_add_then_show_in_json(workspace):
         "lists": ["cluster:arctic-power", "municipality:inari"],
         "attributes": {},
         "consent": [],  # signups and preference changes; staff adds record none
+        "last_bounce": None,
     }
 
 

@@ -225,8 +225,10 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(campaign, tmp_path)
         "list-unsubscribe",
         "list-unsubscribe-post",
         "reply-to",
+        "feedback-id",
     } <= h
     assert "d=arcticsmartness.eu" in signature.replace(" ", "")
+    assert _parse(data)["Feedback-ID"] == f"{variants['fi'].campaign}:newsletter:arcticsmartness"
     tampered = data.replace(UNSUB.encode(), UNSUB.encode()[:-1] + b"B")
     assert not dkim.verify(tampered, dnsfunc=dns)
     added = data.replace(

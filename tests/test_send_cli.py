@@ -110,6 +110,9 @@ def test_send_delivers_the_newsletter_once_to_each_subscribed_contact(workspace)
         "unknown": 0,
         "skipped": 0,
         "unsubscribed": 0,
+        "bounced": 0,
+        "soft_bounced": 0,
+        "complaints": 0,
         "clicks": None,  # sent without click counting
         "unique_clicks": None,
         "links": [],

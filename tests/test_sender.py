@@ -267,3 +267,35 @@ def test_auth_uses_the_password_and_a_wrong_one_is_a_clear_error():
         client.quit()
     finally:
         controller.stop()
+
+
+def test_what_an_answer_says_about_the_address_follows_the_rfc_3463_table():
+    replies = {
+        "gone@example.org": "550 5.1.1 no such user",
+        "nouser@example.org": "550 User unknown",  # no enhanced code, but names the mailbox
+        "policy@example.org": "550 5.7.1 message refused by policy",
+        "size@example.org": "552 5.3.4 message too big",
+        "bare@example.org": "554 transaction failed",
+        "full@example.org": "552 5.2.2 mailbox full",
+        "quota@example.org": "550 5.4.5 Daily sending quota exceeded",
+    }
+    with ScriptedSink(rcpt_reply=replies.get) as sink:
+        conn = Connection(_factory(sink.port), 100)
+        outcomes = {
+            rcpt: conn.send(Envelope("s@arcticsmartness.eu", rcpt, _message(rcpt)))
+            for rcpt in replies
+        }
+        conn.close()
+    bounced = {rcpt for rcpt, o in outcomes.items() if o.bounce}
+    assert bounced == {"gone@example.org", "nouser@example.org"}
+    assert {r for r, o in outcomes.items() if o.status == FAILED} == {
+        "gone@example.org",
+        "nouser@example.org",
+        "policy@example.org",
+        "size@example.org",
+        "bare@example.org",
+    }
+    assert outcomes["full@example.org"].status == DEFERRED  # soft: tried again later
+    # Our own quota is not the recipient's fault: retried, and counted against the server.
+    assert outcomes["quota@example.org"].status == DEFERRED
+    assert outcomes["quota@example.org"].connection_fault

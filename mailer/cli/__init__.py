@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 
 from mailer.cli import (
     archive,
+    bounces,
     campaign,
     contacts,
     lists,
@@ -116,6 +117,7 @@ app.add_typer(campaign.app, name="campaign")
 app.add_typer(archive.app, name="archive")
 app.add_typer(signups.app, name="signups")
 app.add_typer(signups.form_app, name="signup")
+app.add_typer(bounces.app, name="bounces")
 
 
 def main(argv: list[str] | None = None) -> None:

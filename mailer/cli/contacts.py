@@ -187,13 +187,17 @@ def show(
     if fmt not in ("table", "json"):
         raise InputError(f"--format must be table or json, not {fmt!r}")
     config = get_config(ctx)
+    from mailer.bounces.apply import last_bounce
+
     with open_store(config) as store:
         view = show_contact(store, email)
+        bounce = last_bounce(store, view.id)
     data = view.to_json()
     change = view.last_change
     if change is not None:
         data["last_change"] = change.to_dict()
     data["consent"] = view.consent
+    data["last_bounce"] = None if bounce is None else bounce.to_dict()
     if fmt == "json":
         print_json(data)
         return
@@ -203,6 +207,9 @@ def show(
         via = f" through campaign {change.campaign}" if change.campaign else ""
         label = _PAST.get(change.action, change.action) + ":"
         typer.echo(f"{label:14}{data['last_change']['at']} ({change.source}){via}")
+    if bounce is not None:
+        code = " ".join(p for p in (bounce.status, bounce.diagnostic) if p)
+        typer.echo(f"{'last bounce:':14}{data['last_bounce']['received_at']} {bounce.kind}: {code}")
     typer.echo(f"{'lists:':14}{', '.join(data['lists'])}")
     for key, value in sorted(data["attributes"].items()):
         typer.echo(f"{key + ':':14}{value}")

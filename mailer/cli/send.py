@@ -293,6 +293,9 @@ STATS_FIELDS = (
     "unknown",
     "skipped",
     "unsubscribed",
+    "bounced",
+    "soft_bounced",
+    "complaints",
     "clicks",
     "unique_clicks",
 )

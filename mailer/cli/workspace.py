@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -87,6 +88,7 @@ def demo(
             " to the capture server"
         )
     say(f"Maildir     {_relative(report.maildir)}/ ({report.maildir_count} messages)")
+    _say_returned(report)
     say(f"Stats       mailer --config {_relative(cfg)} stats {report.campaign}")
     say(f"Unsubscribe mailer --config {_relative(cfg)} serve   # then open:")
     say(f"            {report.unsubscribe_url}")
@@ -98,6 +100,25 @@ def demo(
         say(f"Signup      {report.signup_url}   # the form; confirmations go to `mailer capture`")
     if report.preferences_url:
         say(f"Preferences {report.preferences_url}")
+
+
+def _say_returned(report: Any) -> None:
+    """The returned mail the demo imported: who was stopped and why."""
+    b = report.bounces
+    if b is None:
+        return
+    typer.echo(
+        f"Returned    {_relative(report.returned)}/ ({b.messages} messages): {b.hard} hard,"
+        f" {b.soft} soft, {b.complaints} complaint, {b.autoreplies} auto-reply"
+        + (f", {b.duplicates} already applied" if b.duplicates else "")
+    )
+    for e in b.stopped:
+        why = (
+            "complained (spam button)"
+            if e.action == "unsubscribed"
+            else f"{e.status} {e.diagnostic}"
+        )
+        typer.echo(f"Stopped     {e.email}: {e.action}: {why}")
 
 
 def _relative(path: Path | None) -> str:

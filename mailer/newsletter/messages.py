@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import html as html_module
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ SIGNED_HEADERS = (
     "list-id",
     "list-unsubscribe",
     "list-unsubscribe-post",
+    "feedback-id",
     "mime-version",
     "content-type",
     "x-mailer-test",
@@ -193,6 +195,17 @@ def address_header(name: str, display: str, address: str) -> str:
     return _fold(name, [*tokens, f"<{address}>"] if tokens else [address])
 
 
+def feedback_id_header(campaign: str, mail_type: str, list_id: str) -> bytes:
+    """`Feedback-ID: campaign:type:sender` for providers' complaint loops (Gmail's FBL).
+
+    At most four colon-separated fields, read from the right; the sender id is stable
+    (5-15 characters, from sender.list_id) and no field is per message.
+    """
+    sender_id = re.sub(r"[^a-z0-9]", "", list_id.lower())[:15].ljust(5, "0")
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", campaign)[:60] or "message"
+    return f"Feedback-ID: {name}:{mail_type}:{sender_id}\r\n".encode("ascii")
+
+
 def list_id_header(description: str, list_id: str) -> str:
     return _fold("List-Id", [*phrase_tokens("List-Id", description), f"<{list_id}>"])
 
@@ -291,7 +304,9 @@ class MessageBuilder:
         self._from = from_header
         self._subject = unstructured_header("Subject", variant.subject).encode()
         self._subject_test = unstructured_header("Subject", TEST_PREFIX + variant.subject).encode()
-        self._after_ids = reply_to
+        self._after_ids = reply_to + feedback_id_header(
+            variant.campaign, "newsletter" if list_message else "message", config.sender.list_id
+        )
         self._one_click = b""
         if list_message:
             self._after_ids += list_id_header(config.sender.name, config.sender.list_id).encode()

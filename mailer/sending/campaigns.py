@@ -81,6 +81,9 @@ class Stats:
     unknown: int
     skipped: int
     unsubscribed: int
+    bounced: int = 0  # hard: a 5xx at send or a returned 5.x.x
+    soft_bounced: int = 0
+    complaints: int = 0
     # Click counting: None when the campaign was sent without it; links in newsletter order.
     clicks: int | None = None
     unique_clicks: int | None = None
@@ -273,6 +276,7 @@ def cancel_campaign(store: Store, name: str, *, clock: Clock = now_utc) -> Campa
 
 def campaign_stats(store: Store, name: str) -> Stats:
     from mailer.audience.subscriptions import count_for_campaign
+    from mailer.bounces.apply import campaign_counts
 
     conn = store.conn
     row = find_campaign(conn, name)
@@ -288,8 +292,17 @@ def campaign_stats(store: Store, name: str) -> Stats:
         unknown=counts["unknown"],
         skipped=counts["skipped"],
         unsubscribed=count_for_campaign(conn, row.id),
+        **_bounce_counts(campaign_counts(conn, row.id)),
         **_click_stats(conn, row.id),
     )
+
+
+def _bounce_counts(counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "bounced": counts["hard"],
+        "soft_bounced": counts["soft"],
+        "complaints": counts["complaint"],
+    }
 
 
 def _click_stats(conn: sqlite3.Connection, campaign_id: int) -> dict[str, Any]:

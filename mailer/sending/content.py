@@ -103,7 +103,10 @@ class NewsletterContent:
 
 
 def envelope_sender(config: Config) -> str:
-    """The envelope sender (MAIL FROM): the sender address in its wire (IDNA) form."""
+    """The envelope sender (MAIL FROM) in its wire (IDNA) form: `bounces.address` with
+    [bounces] (a campaign's deliveries add their token to it), else the sender address."""
     from mailer.addresses import parse_address
 
+    if config.bounces is not None:
+        return parse_address(config.bounces.address).wire
     return parse_address(config.sender.address).wire

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mailer.bounces.codes import Verdict, classify_reply
 from mailer.config import is_loopback
 from mailer.errors import SmtpError
 
@@ -54,7 +55,7 @@ class Outcome:
     detail: str  # one line: the server's reply or what happened to the connection
     code: int | None = None
     connection_fault: bool = False  # the server or connection failed as a whole
-    bounce: bool = False  # a 5xx answer about this recipient: mark the address bounced
+    bounce: bool = False  # a 5xx answer that the address is gone (RFC 3463): mark it bounced
 
 
 @functools.cache
@@ -282,10 +283,8 @@ class Connection:
         if code == 421:
             self._drop()
             return Outcome(DEFERRED, _reply(code, msg), code, connection_fault=True)
-        if 400 <= code < 500:
-            return Outcome(DEFERRED, _reply(code, msg), code)
-        if 500 <= code < 600:
-            return Outcome(FAILED, _reply(code, msg), code, bounce=True)
+        if 400 <= code < 600:
+            return _answered(code, msg)
         self._drop()
         return Outcome(
             UNKNOWN, f"unexpected reply after the message: {_reply(code, msg)}", code, True
@@ -297,9 +296,20 @@ class Connection:
             self._drop()
             return Outcome(DEFERRED, _reply(code, msg), code, connection_fault=True)
         self._rset()
-        if 400 <= code < 500:
-            return Outcome(DEFERRED, _reply(code, msg), code)
-        if 500 <= code < 600:
-            return Outcome(FAILED, _reply(code, msg), code, bounce=True)
+        if 400 <= code < 600:
+            return _answered(code, msg)
         self._drop()
         return Outcome(DEFERRED, f"unexpected reply: {_reply(code, msg)}", code, True)
+
+
+def _answered(code: int, msg: bytes) -> Outcome:
+    """A 4xx or 5xx about one recipient, classified by the rule returned mail uses too."""
+    detail = _reply(code, msg)
+    verdict = classify_reply(code, detail)
+    if verdict is Verdict.QUOTA:
+        # Our own rate or quota, not the recipient's fault: retried, and counted as a
+        # server-wide failure so that a relay that keeps saying it pauses the campaign.
+        return Outcome(DEFERRED, detail, code, connection_fault=True)
+    if code < 500 or verdict is Verdict.SOFT:
+        return Outcome(DEFERRED, detail, code)  # 4xx, and 5.2.2 (mailbox full) at send
+    return Outcome(FAILED, detail, code, bounce=verdict is Verdict.MAILBOX)

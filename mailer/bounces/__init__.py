@@ -1,0 +1,1 @@
+"""Bounces and complaints: parse returned mail, read the bounce mailbox, apply the rules."""
