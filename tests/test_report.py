@@ -75,6 +75,18 @@ def reported(smtp_workspace, smtp_server, tmp_path) -> tuple[Path, object]:
         assert server.one_click(token).status == 200
     finally:
         server.stop()
+    # A message comes back later as a soft bounce (a DSN found by its returned Message-ID).
+    from mailer.bounces.samples import delivery_report
+    from mailer.timeutil import now_utc
+
+    original = next(i.data for i in smtp_server.received if READERS[1] in i.rcpt_tos)
+    dsn = tmp_path / "returned.eml"
+    dsn.write_bytes(
+        delivery_report(
+            original, status="4.2.2", action="delayed", now=now_utc(), diagnostic="452 4.2.2 full"
+        )
+    )
+    assert ws.cli("bounces", "import", str(dsn)).exit_code == 0
     out = tmp_path / "raportti.html"
     res = ws.cli("report", "uutiskirje-2018-12", "--out", str(out))
     assert res.exit_code == 0, res.stderr
@@ -97,6 +109,7 @@ def test_the_report_holds_every_part_with_its_numbers_and_nothing_external(repor
     # Outcomes: 4 sent, 1 failed with its reason; 1 unsubscribe by one click.
     assert "lähetetty | 4 (80 %)" in text and "palautui (20.0 %)" in text
     assert "5.1.1 tuntematon vastaanottaja" in text
+    assert "4.2.2 (tilapäinen) postilaatikko täynnä" in text  # returned later, by mail
     assert "yhdellä napsautuksella (sähköpostiohjelma) | 1 (25 %)" in text
     # Clicks per link, in newsletter order, with unique counts.
     assert "https://www.lapinliitto.fi/arctic-smartness/ | 2 | · 2 eri vastaanottajaa" in text

@@ -378,4 +378,9 @@ def campaign_counts(conn: sqlite3.Connection, campaign_id: int) -> dict[str, int
     return q.campaign_counts(conn, campaign_id)
 
 
+def campaign_reasons(conn: sqlite3.Connection, campaign_id: int) -> list[tuple[str, str, int]]:
+    """Bounces and complaints of a campaign by kind and status code: (kind, code, count)."""
+    return q.campaign_reasons(conn, campaign_id)
+
+
 __all__ = ["BOUNCE", "COMPLAINT", "BounceRecord", "BounceReport", "Handled", "process"]

@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mailer.bounces.apply import campaign_reasons
 from mailer.engagement.charts import Bar, Column, bars, columns
 from mailer.sending.campaigns import Stats, campaign_stats, find_campaign
 from mailer.store import Store
@@ -245,8 +246,13 @@ def bounce_reason(detail: str) -> str:
 def _bounces_and_unsubscribes(
     conn: sqlite3.Connection, campaign_id: int, report: CampaignReport, t: Any
 ) -> None:
-    reasons = Counter(bounce_reason(d) for d in q.failure_details(conn, campaign_id))
-    described = [(f"{code} {t.get('code_' + code.replace('.', '_'), '')}".strip(), n)
+    # Bounce records (a 5xx at send, a returned DSN, a complaint), then failures without one.
+    reasons: Counter[str] = Counter()
+    for kind, code, n in campaign_reasons(conn, campaign_id):
+        label = t.get(f"kind_{kind}", kind) if kind == "complaint" or not code else code
+        reasons[label if kind != "soft" else f"{label} ({t.get('kind_soft', kind)})"] += n
+    reasons.update(bounce_reason(d) for d in q.failure_details(conn, campaign_id))
+    described = [(f"{code} {t.get('code_' + code.split(' ')[0].replace('.', '_'), '')}".strip(), n)
                  for code, n in reasons.most_common()]  # fmt: skip
     report.bounces = bars(described, total=report.stats.sent + report.stats.failed or None)
     events = q.event_counts(conn, campaign_id)
@@ -264,7 +270,7 @@ def _rates(stats: Stats) -> tuple[float | None, float | None, float | None]:
     if not stats.sent:
         return None, None, None
     attempted = stats.sent + stats.failed
-    bounce = stats.failed / attempted if attempted else None
+    bounce = stats.bounced / attempted if attempted else None  # hard: at send or returned
     clicks = None if stats.unique_clicks is None else stats.unique_clicks / stats.sent
     return bounce, stats.unsubscribed / stats.sent, clicks
 

@@ -142,6 +142,17 @@ def campaign_counts(conn: sqlite3.Connection, campaign_id: int) -> dict[str, int
     return out
 
 
+def campaign_reasons(conn: sqlite3.Connection, campaign_id: int) -> list[tuple[str, str, int]]:
+    """(kind, status code or '', deliveries) of the campaign's bounce and complaint records."""
+    rows = conn.execute(
+        "SELECT kind, coalesce(status, ''), count(DISTINCT coalesce(delivery_id, -id))"
+        " FROM bounces WHERE campaign_id = ? GROUP BY kind, coalesce(status, '')"
+        " ORDER BY 3 DESC, 1, 2",
+        (campaign_id,),
+    )
+    return [(str(kind), str(status), int(n)) for kind, status, n in rows]
+
+
 def campaign_id_by_name(conn: sqlite3.Connection, name: str) -> int | None:
     row = conn.execute("SELECT id FROM campaigns WHERE name = ?", (name,)).fetchone()
     return None if row is None else int(row[0])

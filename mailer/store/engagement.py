@@ -286,10 +286,11 @@ def sent_times(conn: sqlite3.Connection, campaign_id: int) -> list[str]:
 
 
 def failure_details(conn: sqlite3.Connection, campaign_id: int) -> list[str]:
-    """The last error of every failed delivery (the server's reply or why it gave up)."""
+    """The last error of every failed delivery that has no bounce record (e.g. given up)."""
     rows = conn.execute(
-        "SELECT coalesce(last_error, '') FROM deliveries"
-        " WHERE campaign_id = ? AND status = 'failed'",
+        "SELECT coalesce(d.last_error, '') FROM deliveries d"
+        " WHERE d.campaign_id = ? AND d.status = 'failed'"
+        " AND NOT EXISTS (SELECT 1 FROM bounces b WHERE b.delivery_id = d.id)",
         (campaign_id,),
     )
     return [str(r[0]) for r in rows]
