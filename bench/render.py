@@ -157,7 +157,7 @@ def main() -> None:
         signed = MessageBuilder(load_config(tmp / "ws" / "mailer.toml", env), variant)
         n = max(50, args.fast // 50)
         d = per_message_us(lambda r, u: signed.build(r, u, now=now), recipients(n))
-        print(f"A') the same with DKIM (dkimpy, RSA 2048): {d:9.1f} µs/message ({n})")
+        print(f"A') the same with DKIM (OpenSSL, RSA 2048): {d:9.1f} µs/message ({n})")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -65,6 +65,8 @@ class DkimConfig:
     domain: str
     selector: str
     private_key: Path
+    ed25519_selector: str = ""  # an optional second signature (RFC 8463)
+    ed25519_private_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,18 @@ class Config:
                 where="dkim.private_key",
             ) from None
 
+    def dkim_ed25519_key(self) -> bytes | None:
+        """Return the Ed25519 DKIM private key (PEM) or None when it is not configured."""
+        if self.dkim is None or self.dkim.ed25519_private_key is None:
+            return None
+        try:
+            return self.dkim.ed25519_private_key.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read DKIM key {self.dkim.ed25519_private_key}: {exc.strerror}",
+                where="dkim.ed25519_private_key",
+            ) from None
+
 
 # section -> key -> (type, default); type is str, int, float, bool or list
 _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
@@ -164,6 +178,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "domain": (str, _REQUIRED),
         "selector": (str, _REQUIRED),
         "private_key": (str, _REQUIRED),
+        "ed25519_selector": (str, ""),
+        "ed25519_private_key": (str, ""),
     },
     "defaults": {"language": (str, "fi"), "max_late_hours": (float, 24.0)},
     "lists": {"kinds": (list, list(DEFAULT_KINDS))},
@@ -213,7 +229,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     dkim = None
     if "dkim" in data:
         d = _section(path, "dkim", data["dkim"])
-        dkim = DkimConfig(d["domain"], d["selector"], path.parent / d["private_key"])
+        dkim = _dkim_config(path, d)
 
     smtp = values["smtp"]
     _check_smtp(path, smtp)
@@ -227,10 +243,6 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     base_url = values["web"]["base_url"].rstrip("/")
     _check_base_url(path, base_url)
     _check_sender(path, values["sender"])
-    if dkim is not None and not (
-        _DOMAIN.fullmatch(dkim.domain) and _LABEL.fullmatch(dkim.selector)
-    ):
-        raise _bad(path, "dkim.domain", "and dkim.selector must be DNS names")
     for secret in values["web"]["previous_secrets"]:
         if not isinstance(secret, str):
             raise _bad(path, "web.previous_secrets", "must be a list of strings")
@@ -247,6 +259,23 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         list_kinds=tuple(kinds),
         dkim=dkim,
         environ=env,
+    )
+
+
+def _dkim_config(path: Path, d: dict[str, Any]) -> DkimConfig:
+    if not (_DOMAIN.fullmatch(d["domain"]) and _LABEL.fullmatch(d["selector"])):
+        raise _bad(path, "dkim.domain", "and dkim.selector must be DNS names")
+    ed_selector, ed_key = d["ed25519_selector"], d["ed25519_private_key"]
+    if bool(ed_selector) != bool(ed_key):
+        raise _bad(path, "dkim.ed25519_selector", "and dkim.ed25519_private_key go together")
+    if ed_selector and (not _LABEL.fullmatch(ed_selector) or ed_selector == d["selector"]):
+        raise _bad(path, "dkim.ed25519_selector", "must be a DNS name other than dkim.selector")
+    return DkimConfig(
+        d["domain"],
+        d["selector"],
+        path.parent / d["private_key"],
+        ed_selector,
+        path.parent / ed_key if ed_key else None,
     )
 
 
