@@ -213,22 +213,28 @@ def make_workspace(root: Path, recipients: int, port: int, campaigns: int = 1) -
     return ws
 
 
+LAST_CPU = 0.0  # CPU seconds (user + system) of the last command peak_rss_of ran
+
+
 def peak_rss_of(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, str]:
-    """Run cmd in a wrapper process; return (seconds, peak RSS in KB, stderr)."""
+    """Run cmd in a wrapper process; return (seconds, peak RSS in KB, stderr); see LAST_CPU."""
+    global LAST_CPU
     wrapper = (
         "import resource, subprocess, sys, time\n"
         "t = time.perf_counter()\n"
         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "t = time.perf_counter() - t\n"
         "sys.stderr.write(p.stderr)\n"
-        "print(t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode)\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(t, u.ru_maxrss, p.returncode, u.ru_utime + u.ru_stime)\n"
     )
     res = subprocess.run(
         [PY, "-c", wrapper, *cmd], cwd=cwd, env=env, capture_output=True, text=True
     )
-    seconds, rss, code = res.stdout.split()
+    seconds, rss, code, cpu = res.stdout.split()
     if code != "0":
         raise SystemExit(f"{cmd} failed: {res.stderr}")
+    LAST_CPU = float(cpu)
     return float(seconds), int(rss), res.stderr
 
 
@@ -382,15 +388,18 @@ def compare_dkim(n: int, rounds: int) -> None:
         )
         ends: dict[str, list[float]] = {kind: [] for kind in KINDS}
         runs: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        cpus: dict[str, list[float]] = {kind: [] for kind in KINDS}
         for index in range(rounds):
             for kind in KINDS:
                 seconds, _, stderr = mailer_send(spaces[kind], f"bench-{index}")
                 ends[kind].append(n / seconds)
                 runs[kind].append(run_rate(stderr))
+                cpus[kind].append(LAST_CPU / n * 1e6)
             print(
                 f"  round {index + 1}: "
                 + "; ".join(
-                    f"{kind} {ends[kind][-1]:.0f} msg/s ({runs[kind][-1]:.0f} in its run)"
+                    f"{kind} {ends[kind][-1]:.0f} msg/s ({runs[kind][-1]:.0f} in its run,"
+                    f" {cpus[kind][-1]:.0f} µs CPU/msg)"
                     for kind in KINDS
                 )
             )
@@ -403,6 +412,12 @@ def compare_dkim(n: int, rounds: int) -> None:
                 f" {ratio_end:.2f}x end to end, {ratio_run:.2f}x send loop (goal >= 0.8x)"
             )
         print(f"unsigned: {median(ends['unsigned']):.0f} msg/s end to end")
+        # CPU per message of the mailer process, start-up included: what signing adds,
+        # whatever the sink or the neighbours do to the wall clock.
+        print(
+            "CPU per message (median, start-up included): "
+            + ", ".join(f"{kind} {median(cpus[kind]):.0f} µs" for kind in KINDS)
+        )
     finally:
         received = sink.stop()
     messages, signatures, good = verify_spool(spool, records)
