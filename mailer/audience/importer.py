@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import gc
 import json
+import pickle
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -269,6 +270,9 @@ def import_contacts(
             gc.enable()
 
 
+CHUNK_ROWS = 20_000  # rows checked, then planned and written, at a time
+
+
 def _import(
     store: Store,
     config: Config,
@@ -282,53 +286,96 @@ def _import(
 ) -> ImportReport:
     kinds = config.list_kinds
     extra = [parse_list_ref(text, kinds) for text in lists]
-    encoding, delimiter, records = read_rows(path)
+    encoding, delimiter, records, lines = read_rows(path)
     report = ImportReport(str(path), encoding, delimiter, dry_run=dry_run)
 
     # The header is the first non-blank record; blank rows count as spreadsheet rows.
-    start = next((i for i, r in enumerate(records) if any(c.strip() for c in r)), None)
-    if start is None:
+    numbered = enumerate(records, start=1)
+    header = next(((n, r) for n, r in numbered if any(c.strip() for c in r)), None)
+    if header is None:
         raise FileInputError("no header row", where=str(path))
-    columns = map_columns(records[start], kinds, str(path))
+    columns = map_columns(header[1], kinds, str(path))
+    first, total = header[0] + 1, max(lines - header[0], 0)
 
-    parsed: dict[str, _Row] = {}
-    total = len(records) - start - 1
-    for offset, record in enumerate(records[start + 1 :], start=start + 2):
-        if progress is not None and (offset - start - 2) % 5000 == 0:
-            progress(offset - start - 2, total)  # rows checked so far
-        joined = "".join(record)
-        if not joined.strip():
-            continue
-        report.rows += 1
-        try:
-            row = _parse_row(offset, record, joined, columns, extra)
-        except _Invalid as bad:
-            report.invalid += 1
-            report.problems.append(RowProblem(offset, "invalid", bad.email, bad.reason))
-            continue
-        first = parsed.get(row.key)
-        if first is not None:
-            for ref, display in row.lists.items():
-                first.lists.setdefault(ref, display)
-            report.duplicate += 1
-            report.problems.append(
-                RowProblem(offset, "duplicate", row.email, f"same address as row {first.number}")
-            )
-            continue
-        parsed[row.key] = row
-
-    if progress is not None:
-        progress(total, total)
-    if strict and report.invalid:
-        raise StrictImportError(report)
-
+    # Phase 1, outside any transaction: check every row, stage the first of each address
+    # (a TEMP table, so memory stays flat) and count the rest as duplicates.
+    conn = store.conn
+    q.stage_open(conn)
     try:
-        with store.transaction() as conn:
-            _plan_and_apply(conn, config, path, report, parsed, secrets, now, dry_run)
-    except sqlite3.Error as exc:
-        raise MailerError(f"database error, nothing imported: {exc}", where=str(path)) from None
+        stage = _Stage(conn, report)
+        for number, record in numbered:
+            if progress is not None and (number - first) % 5000 == 0:
+                progress(min(number - first, total), total)  # rows checked so far
+            joined = "".join(record)
+            if not joined.strip():
+                continue
+            report.rows += 1
+            try:
+                row = _parse_row(number, record, joined, columns, extra)
+            except _Invalid as bad:
+                report.invalid += 1
+                report.problems.append(RowProblem(number, "invalid", bad.email, bad.reason))
+                continue
+            stage.add(row)
+        stage.flush()
+        if progress is not None:
+            progress(total, total)
+        if strict and report.invalid:
+            raise StrictImportError(report)
+        # Phase 2: one transaction, the staged rows planned and written a chunk at a time.
+        try:
+            with store.transaction() as conn:
+                _plan_and_apply(conn, config, path, report, secrets, now, dry_run)
+        except sqlite3.Error as exc:
+            raise MailerError(f"database error, nothing imported: {exc}", where=str(path)) from None
+    finally:
+        q.stage_close(conn)
     report.problems.sort(key=lambda p: p.row)
     return report
+
+
+class _Stage:
+    """Checked rows on their way to the staging table; a repeated address is a duplicate.
+
+    A duplicate's lists join the first row's (which is all a later row of the same address
+    adds), whether that first row is still in this chunk or staged already.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, report: ImportReport) -> None:
+        self.conn = conn
+        self.report = report
+        self.chunk: dict[str, _Row] = {}
+        self.repeats: list[_Row] = []  # later rows of an address in this chunk
+
+    def add(self, row: _Row) -> None:
+        first = self.chunk.get(row.key)
+        if first is None:
+            self.chunk[row.key] = row
+            if len(self.chunk) >= CHUNK_ROWS:
+                self.flush()
+        else:
+            self.repeats.append(row)
+
+    def flush(self) -> None:
+        chunk, self.chunk = self.chunk, {}
+        repeats, self.repeats = self.repeats, []
+        earlier = q.staged(self.conn, list(chunk))
+        merged: dict[str, _Row] = {}
+        for key, data in earlier.items():  # first seen in an earlier chunk
+            merged[key] = pickle.loads(data)
+            repeats.append(chunk.pop(key))
+        for row in sorted(repeats, key=lambda r: r.number):
+            first = merged.get(row.key) or chunk[row.key]
+            for ref, display in row.lists.items():
+                first.lists.setdefault(ref, display)
+            self.report.duplicate += 1
+            self.report.problems.append(
+                RowProblem(
+                    row.number, "duplicate", row.email, f"same address as row {first.number}"
+                )
+            )
+        q.stage_many(self.conn, [(k, r.number, pickle.dumps(r, 5)) for k, r in chunk.items()])
+        q.restage_many(self.conn, [(pickle.dumps(r, 5), k) for k, r in merged.items()])
 
 
 def _plan_and_apply(
@@ -336,7 +383,6 @@ def _plan_and_apply(
     config: Config,
     path: Path,
     report: ImportReport,
-    parsed: dict[str, _Row],
     secrets: Sequence[bytes] | None,
     now: datetime,
     dry_run: bool,
@@ -345,21 +391,27 @@ def _plan_and_apply(
     plan = _Plan(conn, config, path, report, now)
     if plan.suppressed:  # the secrets are needed only to recognise forgotten addresses
         plan.secrets = suppression_secrets(conn, config, secrets)
-    known_ids = [int(plan.existing[k]["id"]) for k in parsed if k in plan.existing]
-    plan.current = q.memberships_of(conn, known_ids)
-    existing = plan.existing
-    fresh: list[tuple[str, _Row]] = []
-    for key, row in parsed.items():
-        old = existing.get(key)
-        if old is None:
-            fresh.append((key, row))
-        else:
-            plan.known_contact(row, old)
-    plan.new_contacts(fresh)
-    report.lists_created = sorted(f"{kind}:{slug}" for kind, slug in plan.new_lists)
-    if not dry_run:
-        plan.apply(conn, now)
-        report.written = True
+    any_contacts = q.has_contacts(conn)  # before the import: else every address is new
+    created: dict[tuple[str, str], str] = {}
+    for batch in q.staged_in_order(conn, CHUNK_ROWS):
+        parsed = {row.key: row for row in map(pickle.loads, batch)}
+        existing = q.contacts_by_key(conn, list(parsed)) if any_contacts else {}
+        plan.current = q.memberships_of(conn, [int(row["id"]) for row in existing.values()])
+        fresh: list[tuple[str, _Row]] = []
+        for key, row in parsed.items():
+            old = existing.get(key)
+            if old is None:
+                fresh.append((key, row))
+            else:
+                plan.known_contact(row, old)
+        plan.new_contacts(fresh)
+        created.update(plan.new_lists)
+        if not dry_run:
+            plan.apply(conn, now)
+            plan.new_lists = {}
+        plan.inserts, plan.updates, plan.moves, plan.wanted = [], [], [], []
+    report.lists_created = sorted(f"{kind}:{slug}" for kind, slug in created)
+    report.written = not dry_run
 
 
 class _Plan:
@@ -375,7 +427,6 @@ class _Plan:
     ) -> None:
         self.report = report
         self.path = path
-        self.existing = q.all_contacts_by_key(conn)
         self.suppressed = q.suppression_hashes(conn)
         self.secrets: Sequence[bytes] = ()
         self.list_ids = q.all_list_ids(conn)
@@ -482,6 +533,7 @@ class _Plan:
             self.list_ids = q.insert_lists_many(
                 conn, [(kind, slug, name) for (kind, slug), name in self.new_lists.items()], now
             )
+            self.ref_of = {list_id: ref for ref, list_id in self.list_ids.items()}
         q.insert_contacts_many(conn, self.inserts)
         q.update_contacts_many(conn, self.updates)
         for contact_id, status, number in sorted(self.moves, key=lambda move: move[2]):
