@@ -169,14 +169,23 @@ def staged(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, bytes]:
     return out
 
 
-def stage_many(conn: sqlite3.Connection, rows: list[tuple[str, int, bytes]]) -> None:
-    """Stage new (key, row number, row) in file order."""
-    conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?)", rows)
+def stage_many(
+    conn: sqlite3.Connection, new: list[tuple[str, int, bytes]], changed: list[tuple[bytes, str]]
+) -> None:
+    """Stage `new` (key, row number, row) in file order; replace `changed` (row, key) in place.
 
-
-def restage_many(conn: sqlite3.Connection, rows: list[tuple[bytes, str]]) -> None:
-    """Replace staged (row, key) in place (their place in file order stays)."""
-    conn.executemany("UPDATE temp.import_rows SET row = ? WHERE key = ?", rows)
+    A savepoint makes it one transaction (outside one, each row would be its own); it touches
+    only the TEMP database, so it takes no lock on the main one.
+    """
+    conn.execute("SAVEPOINT import_stage")
+    try:
+        conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?)", new)
+        conn.executemany("UPDATE temp.import_rows SET row = ? WHERE key = ?", changed)
+    except BaseException:
+        conn.execute("ROLLBACK TO import_stage")
+        conn.execute("RELEASE import_stage")
+        raise
+    conn.execute("RELEASE import_stage")
 
 
 def staged_in_order(conn: sqlite3.Connection, size: int) -> Iterator[list[bytes]]:
