@@ -14,7 +14,7 @@ import gc
 import json
 import marshal
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -317,7 +317,7 @@ def _import(
                 report.problems.append(RowProblem(number, "invalid", bad.email, bad.reason))
                 continue
             stage.add(row)
-        stage.flush()
+        stage.finish()
         if progress is not None:
             progress(total, total)
         if strict and report.invalid:
@@ -325,7 +325,7 @@ def _import(
         # Phase 2: one transaction, the staged rows planned and written a chunk at a time.
         try:
             with store.transaction() as conn:
-                _plan_and_apply(conn, config, path, report, secrets, now, dry_run)
+                _plan_and_apply(conn, config, path, report, stage.batches(), secrets, now, dry_run)
         except sqlite3.Error as exc:
             raise MailerError(f"database error, nothing imported: {exc}", where=str(path)) from None
     finally:
@@ -360,7 +360,8 @@ class _Stage:
     """Checked rows on their way to the staging table; a repeated address is a duplicate.
 
     A duplicate's lists join the first row's (which is all a later row of the same address
-    adds), whether that first row is still in this chunk or staged already.
+    adds), whether that first row is still in this chunk or staged already. A file that fits
+    in one chunk (the usual few thousand contacts) never touches the staging table.
     """
 
     def __init__(self, conn: sqlite3.Connection, report: ImportReport) -> None:
@@ -368,6 +369,7 @@ class _Stage:
         self.report = report
         self.chunk: dict[str, _Row] = {}
         self.repeats: list[_Row] = []  # later rows of an address in this chunk
+        self.spilled = False  # whether rows went to the staging table
 
     def add(self, row: _Row) -> None:
         first = self.chunk.get(row.key)
@@ -379,9 +381,34 @@ class _Stage:
             self.repeats.append(row)
 
     def flush(self) -> None:
+        """Settle this chunk's duplicates and stage its rows."""
         chunk, self.chunk = self.chunk, {}
+        merged = self._settle(chunk, q.staged(self.conn, list(chunk)) if self.spilled else {})
+        q.stage_many(
+            self.conn,
+            [(k, r.number, _pack(r)) for k, r in chunk.items()],
+            [(_pack(r), k) for k, r in merged.items()],
+        )
+        self.spilled = True
+
+    def finish(self) -> None:
+        """After the last row: settle the last chunk (staged, if any chunk was)."""
+        if self.spilled:
+            self.flush()
+        else:
+            self._settle(self.chunk, {})
+
+    def batches(self) -> Iterator[list[_Row]]:
+        """Every first row, in file order, a chunk at a time (after `finish`)."""
+        if not self.spilled:
+            yield list(self.chunk.values())
+            return
+        for batch in q.staged_in_order(self.conn, CHUNK_ROWS):
+            yield [_unpack(data) for data in batch]
+
+    def _settle(self, chunk: dict[str, _Row], earlier: dict[str, bytes]) -> dict[str, _Row]:
+        """Count the chunk's repeats as duplicates of their first row; return changed rows."""
         repeats, self.repeats = self.repeats, []
-        earlier = q.staged(self.conn, list(chunk))
         merged: dict[str, _Row] = {}
         for key, data in earlier.items():  # first seen in an earlier chunk
             merged[key] = _unpack(data)
@@ -396,11 +423,7 @@ class _Stage:
                     row.number, "duplicate", row.email, f"same address as row {first.number}"
                 )
             )
-        q.stage_many(
-            self.conn,
-            [(k, r.number, _pack(r)) for k, r in chunk.items()],
-            [(_pack(r), k) for k, r in merged.items()],
-        )
+        return merged
 
 
 def _plan_and_apply(
@@ -408,6 +431,7 @@ def _plan_and_apply(
     config: Config,
     path: Path,
     report: ImportReport,
+    batches: Iterable[list[_Row]],
     secrets: Sequence[bytes] | None,
     now: datetime,
     dry_run: bool,
@@ -418,8 +442,8 @@ def _plan_and_apply(
         plan.secrets = suppression_secrets(conn, config, secrets)
     any_contacts = q.has_contacts(conn)  # before the import: else every address is new
     created: dict[tuple[str, str], str] = {}
-    for batch in q.staged_in_order(conn, CHUNK_ROWS):
-        parsed = {row.key: row for row in map(_unpack, batch)}
+    for batch in batches:
+        parsed = {row.key: row for row in batch}
         existing = q.contacts_by_key(conn, list(parsed)) if any_contacts else {}
         plan.current = q.memberships_of(conn, [int(row["id"]) for row in existing.values()])
         fresh: list[tuple[str, _Row]] = []
