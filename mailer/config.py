@@ -120,25 +120,20 @@ class Config:
         """Return the DKIM private key (PEM) or None when DKIM is not configured."""
         if self.dkim is None:
             return None
-        try:
-            return self.dkim.private_key.read_bytes()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read DKIM key {self.dkim.private_key}: {exc.strerror}",
-                where="dkim.private_key",
-            ) from None
+        return _read_key(self.dkim.private_key, "dkim.private_key")
 
     def dkim_ed25519_key(self) -> bytes | None:
         """Return the Ed25519 DKIM private key (PEM) or None when it is not configured."""
         if self.dkim is None or self.dkim.ed25519_private_key is None:
             return None
-        try:
-            return self.dkim.ed25519_private_key.read_bytes()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read DKIM key {self.dkim.ed25519_private_key}: {exc.strerror}",
-                where="dkim.ed25519_private_key",
-            ) from None
+        return _read_key(self.dkim.ed25519_private_key, "dkim.ed25519_private_key")
+
+
+def _read_key(path: Path, where: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read DKIM key {path}: {exc.strerror}", where=where) from None
 
 
 # section -> key -> (type, default); type is str, int, float, bool or list
