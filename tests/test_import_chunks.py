@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from mailer.audience import importer
+from mailer.audience import staging
 from tests.contacts_helpers import rows_of, write_csv
 
 HEADER = ["Sähköposti", "Nimi", "Klusterit", "Kunta"]
@@ -20,7 +20,7 @@ HEADER = ["Sähköposti", "Nimi", "Klusterit", "Kunta"]
 
 @pytest.fixture(autouse=True)
 def tiny_chunks(monkeypatch):
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(staging, "CHUNK_ROWS", 3)
 
 
 def _contacts(workspace) -> dict[str, dict]:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import csv
 import gc
 import json
-import marshal
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +30,8 @@ from mailer.audience.languages import EXACT_CELLS as EXACT_LANGUAGE_CELLS
 from mailer.audience.languages import parse_language
 from mailer.audience.lists import ListRef, parse_list_ref, slugify
 from mailer.audience.sheet import Columns, map_columns, read_rows
+from mailer.audience.staging import Row as _Row
+from mailer.audience.staging import Stage
 from mailer.audience.subscriptions import SUBSCRIBED, change_status, move_refusal
 from mailer.audience.suppressions import suppression_secrets
 from mailer.errors import AddressError, FileInputError, InputError, MailerError
@@ -99,6 +100,11 @@ class ImportReport:
         prefix = "Dry run, nothing written: " if self.dry_run else ""
         return f"{prefix}{self.rows} rows: " + ", ".join(parts)
 
+    def duplicate_of(self, number: int, email: str, first: int) -> None:
+        """Count row `number` as a duplicate of row `first`."""
+        self.duplicate += 1
+        self.problems.append(RowProblem(number, "duplicate", email, f"same address as row {first}"))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -126,20 +132,6 @@ class StrictImportError(InputError):
 
 
 # --- one row ------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Row:
-    number: int
-    email: str
-    email_ascii: str
-    key: str
-    name: str
-    organization: str
-    language: str | None
-    status: str | None
-    lists: dict[tuple[str, str], str]  # (kind, slug) -> display name
-    attributes: dict[str, str]
 
 
 class _Invalid(Exception):
@@ -270,9 +262,6 @@ def import_contacts(
             gc.enable()
 
 
-CHUNK_ROWS = 20_000  # rows checked, then planned and written, at a time
-
-
 def _import(
     store: Store,
     config: Config,
@@ -302,7 +291,7 @@ def _import(
     conn = store.conn
     q.stage_open(conn)
     try:
-        stage = _Stage(conn, report)
+        stage = Stage(conn, report.duplicate_of)
         for number, record in numbered:
             if progress is not None and (number - first) % 5000 == 0:
                 progress(min(number - first, total), total)  # rows checked so far
@@ -332,98 +321,6 @@ def _import(
         q.stage_close(conn)
     report.problems.sort(key=lambda p: p.row)
     return report
-
-
-def _pack(row: _Row) -> bytes:
-    """A checked row as staged (marshal of its fields: 3x faster than pickling the object)."""
-    return marshal.dumps(
-        (
-            row.number,
-            row.email,
-            row.email_ascii,
-            row.key,
-            row.name,
-            row.organization,
-            row.language,
-            row.status,
-            row.lists,
-            row.attributes,
-        )
-    )
-
-
-def _unpack(data: bytes) -> _Row:
-    return _Row(*marshal.loads(data))
-
-
-class _Stage:
-    """Checked rows on their way to the staging table; a repeated address is a duplicate.
-
-    A duplicate's lists join the first row's (which is all a later row of the same address
-    adds), whether that first row is still in this chunk or staged already. A file that fits
-    in one chunk (the usual few thousand contacts) never touches the staging table.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, report: ImportReport) -> None:
-        self.conn = conn
-        self.report = report
-        self.chunk: dict[str, _Row] = {}
-        self.repeats: list[_Row] = []  # later rows of an address in this chunk
-        self.spilled = False  # whether rows went to the staging table
-
-    def add(self, row: _Row) -> None:
-        first = self.chunk.get(row.key)
-        if first is None:
-            self.chunk[row.key] = row
-            if len(self.chunk) >= CHUNK_ROWS:
-                self.flush()
-        else:
-            self.repeats.append(row)
-
-    def flush(self) -> None:
-        """Settle this chunk's duplicates and stage its rows."""
-        chunk, self.chunk = self.chunk, {}
-        merged = self._settle(chunk, q.staged(self.conn, list(chunk)) if self.spilled else {})
-        q.stage_many(
-            self.conn,
-            [(k, r.number, _pack(r)) for k, r in chunk.items()],
-            [(_pack(r), k) for k, r in merged.items()],
-        )
-        self.spilled = True
-
-    def finish(self) -> None:
-        """After the last row: settle the last chunk (staged, if any chunk was)."""
-        if self.spilled:
-            self.flush()
-        else:
-            self._settle(self.chunk, {})
-
-    def batches(self) -> Iterator[list[_Row]]:
-        """Every first row, in file order, a chunk at a time (after `finish`)."""
-        if not self.spilled:
-            yield list(self.chunk.values())
-            return
-        for batch in q.staged_in_order(self.conn, CHUNK_ROWS):
-            yield [_unpack(data) for data in batch]
-
-    def _settle(self, chunk: dict[str, _Row], earlier: dict[str, bytes]) -> dict[str, _Row]:
-        """Count the chunk's repeats as duplicates of their first row; return changed rows."""
-        repeats, self.repeats = self.repeats, []
-        merged: dict[str, _Row] = {}
-        for key, data in earlier.items():  # first seen in an earlier chunk
-            merged[key] = _unpack(data)
-            repeats.append(chunk.pop(key))
-        for row in sorted(repeats, key=lambda r: r.number):
-            first = merged.get(row.key) or chunk[row.key]
-            for ref, display in row.lists.items():
-                first.lists.setdefault(ref, display)
-            self.report.duplicate += 1
-            self.report.problems.append(
-                RowProblem(
-                    row.number, "duplicate", row.email, f"same address as row {first.number}"
-                )
-            )
-        return merged
 
 
 def _plan_and_apply(
