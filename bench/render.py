@@ -155,9 +155,10 @@ def main() -> None:
         text += f'\n[dkim]\ndomain = "arcticsmartness.eu"\nselector = "s"\nprivate_key = "{key}"\n'
         (tmp / "ws" / "mailer.toml").write_text(text)
         signed = MessageBuilder(load_config(tmp / "ws" / "mailer.toml", env), variant)
-        n = max(50, args.fast // 50)
+        signed.build(*recipients(1)[0], now=now)  # the first signature imports the backend
+        n = max(500, args.fast // 10)
         d = per_message_us(lambda r, u: signed.build(r, u, now=now), recipients(n))
-        print(f"A') the same with DKIM (dkimpy, RSA 2048): {d:9.1f} µs/message ({n})")
+        print(f"A') the same with DKIM (OpenSSL, RSA 2048): {d:9.1f} µs/message ({n})")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

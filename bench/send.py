@@ -11,12 +11,19 @@ One run, one sink process (aiosmtpd on loopback), the same ~40 KB newsletter:
   4. peak RSS of `mailer send` for 20,000 and 100,000 recipients (goal: flat, <= 120 MB).
 
 Usage: python bench/send.py [--recipients 5000] [--rss 20000,100000] [--skip-mailmerge]
+       python bench/send.py --dkim [--recipients 5000] [--rounds 5]
+
+With --dkim: the same send unsigned, signed with RSA-2048 and signed with RSA + Ed25519,
+alternated in rounds against one sink; the ratio of each signed send to the unsigned one
+(goal >= 0.8x), and every signature the sink received verified by dkimpy.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import email
 import email.policy
 import os
@@ -40,8 +47,11 @@ SENDER = "uutiset@arcticsmartness.eu"
 # --- the sink: a separate process ------------------------------------------------------
 
 
-def run_sink(port: int) -> None:
-    """aiosmtpd that accepts and counts; prints the count on SIGTERM."""
+def run_sink(port: int, spool: str = "") -> None:
+    """aiosmtpd that accepts and counts; prints the count on SIGTERM.
+
+    With `spool`, every DKIM-signed message is also written there for verification later.
+    """
     from aiosmtpd.controller import Controller
 
     class Counter:
@@ -49,6 +59,8 @@ def run_sink(port: int) -> None:
 
         async def handle_DATA(self, server, session, envelope):  # noqa: N802
             Counter.count += len(envelope.rcpt_tos)
+            if spool and envelope.original_content.startswith(b"DKIM-Signature:"):
+                Path(spool, f"{Counter.count:07d}.eml").write_bytes(envelope.original_content)
             return "250 OK"
 
     controller = Controller(
@@ -115,10 +127,11 @@ def free_port() -> int:
 
 
 class Sink:
-    def __init__(self, kind: str = "aiosmtpd") -> None:
+    def __init__(self, kind: str = "aiosmtpd", spool: Path | None = None) -> None:
         self.port = free_port()
+        spooling = ["--spool", str(spool)] if spool else []
         self.proc = subprocess.Popen(
-            [PY, __file__, "--sink", str(self.port), "--sink-kind", kind],
+            [PY, __file__, "--sink", str(self.port), "--sink-kind", kind, *spooling],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -200,22 +213,28 @@ def make_workspace(root: Path, recipients: int, port: int, campaigns: int = 1) -
     return ws
 
 
+LAST_CPU = 0.0  # CPU seconds (user + system) of the last command peak_rss_of ran
+
+
 def peak_rss_of(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, str]:
-    """Run cmd in a wrapper process; return (seconds, peak RSS in KB, stderr)."""
+    """Run cmd in a wrapper process; return (seconds, peak RSS in KB, stderr); see LAST_CPU."""
+    global LAST_CPU
     wrapper = (
         "import resource, subprocess, sys, time\n"
         "t = time.perf_counter()\n"
         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "t = time.perf_counter() - t\n"
         "sys.stderr.write(p.stderr)\n"
-        "print(t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode)\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(t, u.ru_maxrss, p.returncode, u.ru_utime + u.ru_stime)\n"
     )
     res = subprocess.run(
         [PY, "-c", wrapper, *cmd], cwd=cwd, env=env, capture_output=True, text=True
     )
-    seconds, rss, code = res.stdout.split()
+    seconds, rss, code, cpu = res.stdout.split()
     if code != "0":
         raise SystemExit(f"{cmd} failed: {res.stderr}")
+    LAST_CPU = float(cpu)
     return float(seconds), int(rss), res.stderr
 
 
@@ -297,6 +316,118 @@ def run_rate(stderr: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+# --- signed against unsigned ------------------------------------------------------------
+
+KINDS = ("unsigned", "rsa", "rsa+ed25519")
+
+
+def make_keys(root: Path) -> tuple[Path, Path, dict[bytes, bytes]]:
+    """An RSA-2048 and an Ed25519 key made by openssl, and their DNS records."""
+    rsa, ed = root / "rsa.pem", root / "ed25519.pem"
+
+    def openssl(*args: str) -> bytes:
+        return subprocess.run(["openssl", *args], check=True, capture_output=True).stdout
+
+    openssl("genrsa", "-out", str(rsa), "2048")
+    openssl("genpkey", "-algorithm", "ed25519", "-out", str(ed))
+    rsa_public = openssl("rsa", "-in", str(rsa), "-pubout", "-outform", "DER")
+    ed_public = openssl("pkey", "-in", str(ed), "-pubout", "-outform", "DER")[-32:]
+    records = {
+        b"mailer._domainkey.arcticsmartness.eu.": b"v=DKIM1; k=rsa; p="
+        + base64.b64encode(rsa_public),
+        b"mailered._domainkey.arcticsmartness.eu.": b"v=DKIM1; k=ed25519; p="
+        + base64.b64encode(ed_public),
+    }
+    return rsa, ed, records
+
+
+def sign_with(ws: Path, rsa: Path, ed: Path | None) -> None:
+    text = (ws / "mailer.toml").read_text(encoding="utf-8")
+    text += f'\n[dkim]\ndomain = "arcticsmartness.eu"\nselector = "mailer"\nprivate_key = "{rsa}"\n'
+    if ed is not None:
+        text += f'ed25519_selector = "mailered"\ned25519_private_key = "{ed}"\n'
+    (ws / "mailer.toml").write_text(text, encoding="utf-8")
+
+
+def verify_spool(spool: Path, records: dict[bytes, bytes]) -> tuple[int, int, int]:
+    """(messages, signatures, signatures that dkimpy verifies) in the sink's spool."""
+    import dkim
+
+    def dns(name: bytes, timeout: float = 5) -> bytes | None:
+        return records.get(name)
+
+    messages = signatures = good = 0
+    for path in sorted(spool.iterdir()):
+        data = path.read_bytes()
+        count = data.partition(b"\r\n\r\n")[0].count(b"DKIM-Signature:")
+        messages, signatures = messages + 1, signatures + count
+        for idx in range(count):
+            with contextlib.suppress(dkim.DKIMException):
+                good += bool(dkim.DKIM(data).verify(idx=idx, dnsfunc=dns))
+        path.unlink()
+    return messages, signatures, good
+
+
+def compare_dkim(n: int, rounds: int) -> None:
+    """Unsigned, RSA and RSA+Ed25519 sends alternated in rounds against one sink."""
+    root = Path(tempfile.mkdtemp(prefix="mailer-bench-dkim-"))
+    spool = root / "spool"
+    spool.mkdir()
+    sink = Sink("aiosmtpd", spool)
+    try:
+        rsa, ed, records = make_keys(root)
+        spaces = {}
+        for kind in KINDS:
+            (root / kind).mkdir()
+            spaces[kind] = make_workspace(root / kind, n, sink.port, campaigns=rounds)
+            if kind != "unsigned":
+                sign_with(spaces[kind], rsa, ed if kind == "rsa+ed25519" else None)
+        print(
+            f"recipients: {n}; {rounds} rounds of {', '.join(KINDS)} alternated;"
+            " aiosmtpd sink in its own process; medians"
+        )
+        ends: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        runs: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        cpus: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        for index in range(rounds):
+            for kind in KINDS:
+                seconds, _, stderr = mailer_send(spaces[kind], f"bench-{index}")
+                ends[kind].append(n / seconds)
+                runs[kind].append(run_rate(stderr))
+                cpus[kind].append(LAST_CPU / n * 1e6)
+            print(
+                f"  round {index + 1}: "
+                + "; ".join(
+                    f"{kind} {ends[kind][-1]:.0f} msg/s ({runs[kind][-1]:.0f} in its run,"
+                    f" {cpus[kind][-1]:.0f} µs CPU/msg)"
+                    for kind in KINDS
+                )
+            )
+        for kind in KINDS[1:]:
+            ratio_end = median(s / u for s, u in zip(ends[kind], ends["unsigned"], strict=True))
+            ratio_run = median(s / u for s, u in zip(runs[kind], runs["unsigned"], strict=True))
+            print(
+                f"{kind}: {median(ends[kind]):.0f} msg/s end to end,"
+                f" {median(runs[kind]):.0f} in its run; ratio to unsigned (median of rounds)"
+                f" {ratio_end:.2f}x end to end, {ratio_run:.2f}x send loop (goal >= 0.8x)"
+            )
+        print(f"unsigned: {median(ends['unsigned']):.0f} msg/s end to end")
+        # CPU per message of the mailer process, start-up included: what signing adds,
+        # whatever the sink or the neighbours do to the wall clock.
+        print(
+            "CPU per message (median, start-up included): "
+            + ", ".join(f"{kind} {median(cpus[kind]):.0f} µs" for kind in KINDS)
+        )
+    finally:
+        received = sink.stop()
+    messages, signatures, good = verify_spool(spool, records)
+    print(
+        f"sink received {received} messages; {messages} signed, {signatures} signatures,"
+        f" {good} verified by dkimpy ({'all' if good == signatures else 'NOT all'})"
+    )
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=5000)
@@ -309,10 +440,22 @@ def main() -> None:
         default="aiosmtpd",
         help="the sink process: aiosmtpd (the issue's setting) or a bare asyncio responder",
     )
+    parser.add_argument(
+        "--dkim",
+        action="store_true",
+        help="compare unsigned, RSA-signed and RSA+Ed25519-signed sends; verify every message",
+    )
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--spool", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
-        (run_minimal_sink if args.sink_kind == "minimal" else run_sink)(args.sink)
+        if args.sink_kind == "minimal":
+            run_minimal_sink(args.sink)
+        else:
+            run_sink(args.sink, args.spool)
+        return
+    if args.dkim:
+        compare_dkim(args.recipients, args.rounds)
         return
 
     n = args.recipients

@@ -11,6 +11,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mailer.errors import AddressError, ConfigError
+from mailer.settings import (
+    ArchiveConfig,
+    BouncesConfig,
+    DefaultsConfig,
+    DkimConfig,
+    SenderConfig,
+    SignupConfig,
+    SmtpConfig,
+    TrackingConfig,
+    WebConfig,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,102 +33,6 @@ DEFAULT_KINDS = ("cluster", "municipality", "company")
 SECURITY_MODES = ("starttls", "tls", "none")
 
 _REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class SenderConfig:
-    name: str
-    address: str
-    reply_to: str
-    postal_address: str
-    list_id: str
-
-
-@dataclass(frozen=True)
-class SmtpConfig:
-    host: str
-    port: int
-    security: str
-    username: str
-    password_env: str
-    timeout: float
-    connections: int
-    rate: float
-    per_minute: int
-    per_day: int
-    max_attempts: int
-    pause_after: int
-    messages_per_connection: int
-
-
-@dataclass(frozen=True)
-class WebConfig:
-    base_url: str
-    secret_env: str
-    secret: str
-    previous_secrets: tuple[str, ...]
-    host: str
-    port: int
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
-
-
-@dataclass(frozen=True)
-class DkimConfig:
-    domain: str
-    selector: str
-    private_key: Path
-
-
-@dataclass(frozen=True)
-class BouncesConfig:
-    """[bounces]: the return path per delivery and the mailbox that `bounces fetch` reads."""
-
-    address: str
-    imap_host: str
-    imap_port: int
-    security: str
-    username: str
-    password_env: str
-    folder: str
-    auth: str
-    processed_folder: str
-    unrecognised_folder: str
-    soft_limit: int
-    soft_days: int
-
-
-@dataclass(frozen=True)
-class DefaultsConfig:
-    language: str
-    max_late_hours: float
-    csv_delimiter: str = ";"
-
-
-@dataclass(frozen=True)
-class ArchiveConfig:
-    default: bool = False  # a campaign without an `archive` key is public only when this is
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """[tracking]: click counting per link (off by default); no open pixel, ever."""
-
-    clicks: bool = False
-    keep_days: int = 90  # the keyed hashes behind unique counts are deleted after this
-    ignore_first_seconds: int = 30  # clicks this soon after sending are mail scanners
-
-
-@dataclass(frozen=True)
-class SignupConfig:
-    """[signup]: the signup form, its confirmation mail and the preference page."""
-
-    lists: tuple[str, ...]  # KIND:* or KIND:SLUG that a visitor may choose
-    consent_version: str
-    consent_file: Path  # the consent texts per language (written by `mailer init`)
-    confirm_hours: float
-    per_address_per_day: int
-    per_client_per_hour: int
-    record_client_address: bool
 
 
 @dataclass(frozen=True)
@@ -175,13 +90,20 @@ class Config:
         """Return the DKIM private key (PEM) or None when DKIM is not configured."""
         if self.dkim is None:
             return None
-        try:
-            return self.dkim.private_key.read_bytes()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read DKIM key {self.dkim.private_key}: {exc.strerror}",
-                where="dkim.private_key",
-            ) from None
+        return _read_key(self.dkim.private_key, "dkim.private_key")
+
+    def dkim_ed25519_key(self) -> bytes | None:
+        """Return the Ed25519 DKIM private key (PEM) or None when it is not configured."""
+        if self.dkim is None or self.dkim.ed25519_private_key is None:
+            return None
+        return _read_key(self.dkim.ed25519_private_key, "dkim.ed25519_private_key")
+
+
+def _read_key(path: Path, where: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read DKIM key {path}: {exc.strerror}", where=where) from None
 
 
 # section -> key -> (type, default); type is str, int, float, bool or list
@@ -222,6 +144,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "domain": (str, _REQUIRED),
         "selector": (str, _REQUIRED),
         "private_key": (str, _REQUIRED),
+        "ed25519_selector": (str, ""),
+        "ed25519_private_key": (str, ""),
     },
     "defaults": {
         "language": (str, "fi"),
@@ -315,7 +239,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     dkim = None
     if "dkim" in data:
         d = _section(path, "dkim", data["dkim"])
-        dkim = DkimConfig(d["domain"], d["selector"], path.parent / d["private_key"])
+        dkim = _dkim_config(path, d)
 
     bounces = _bounces(path, data["bounces"]) if "bounces" in data else None
     smtp = values["smtp"]
@@ -330,10 +254,6 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     base_url = values["web"]["base_url"].rstrip("/")
     _check_base_url(path, base_url)
     _check_sender(path, values["sender"])
-    if dkim is not None and not (
-        _DOMAIN.fullmatch(dkim.domain) and _LABEL.fullmatch(dkim.selector)
-    ):
-        raise _bad(path, "dkim.domain", "and dkim.selector must be DNS names")
     for secret in values["web"]["previous_secrets"]:
         if not isinstance(secret, str):
             raise _bad(path, "web.previous_secrets", "must be a list of strings")
@@ -361,6 +281,23 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         bounces=bounces,
         environ=env,
         tracking=tracking,
+    )
+
+
+def _dkim_config(path: Path, d: dict[str, Any]) -> DkimConfig:
+    if not (_DOMAIN.fullmatch(d["domain"]) and _LABEL.fullmatch(d["selector"])):
+        raise _bad(path, "dkim.domain", "and dkim.selector must be DNS names")
+    ed_selector, ed_key = d["ed25519_selector"], d["ed25519_private_key"]
+    if bool(ed_selector) != bool(ed_key):
+        raise _bad(path, "dkim.ed25519_selector", "and dkim.ed25519_private_key go together")
+    if ed_selector and (not _LABEL.fullmatch(ed_selector) or ed_selector == d["selector"]):
+        raise _bad(path, "dkim.ed25519_selector", "must be a DNS name other than dkim.selector")
+    return DkimConfig(
+        d["domain"],
+        d["selector"],
+        path.parent / d["private_key"],
+        ed_selector,
+        path.parent / ed_key if ed_key else None,
     )
 
 

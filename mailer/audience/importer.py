@@ -30,6 +30,8 @@ from mailer.audience.languages import EXACT_CELLS as EXACT_LANGUAGE_CELLS
 from mailer.audience.languages import parse_language
 from mailer.audience.lists import ListRef, parse_list_ref, slugify
 from mailer.audience.sheet import Columns, map_columns, read_rows
+from mailer.audience.staging import Row as _Row
+from mailer.audience.staging import Stage
 from mailer.audience.subscriptions import SUBSCRIBED, change_status, move_refusal
 from mailer.audience.suppressions import suppression_secrets
 from mailer.errors import AddressError, FileInputError, InputError, MailerError
@@ -100,6 +102,11 @@ class ImportReport:
         prefix = "Dry run, nothing written: " if self.dry_run else ""
         return f"{prefix}{self.rows} rows: " + ", ".join(parts)
 
+    def duplicate_of(self, number: int, email: str, first: int) -> None:
+        """Count row `number` as a duplicate of row `first`."""
+        self.duplicate += 1
+        self.problems.append(RowProblem(number, "duplicate", email, f"same address as row {first}"))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -127,20 +134,6 @@ class StrictImportError(InputError):
 
 
 # --- one row ------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Row:
-    number: int
-    email: str
-    email_ascii: str
-    key: str
-    name: str
-    organization: str
-    language: str | None
-    status: str | None
-    lists: dict[tuple[str, str], str]  # (kind, slug) -> display name
-    attributes: dict[str, str]
 
 
 class _Invalid(Exception):
@@ -289,51 +282,50 @@ def _import(
 ) -> ImportReport:
     kinds = config.list_kinds
     extra = [parse_list_ref(text, kinds) for text in lists]
-    encoding, delimiter, records = read_rows(path)
+    encoding, delimiter, records, lines = read_rows(path)
     report = ImportReport(str(path), encoding, delimiter, dry_run=dry_run)
 
     # The header is the first non-blank record; blank rows count as spreadsheet rows.
-    start = next((i for i, r in enumerate(records) if any(c.strip() for c in r)), None)
-    if start is None:
+    numbered = enumerate(records, start=1)
+    header = next(((n, r) for n, r in numbered if any(c.strip() for c in r)), None)
+    if header is None:
         raise FileInputError("no header row", where=str(path))
-    columns = map_columns(records[start], kinds, str(path))
+    columns = map_columns(header[1], kinds, str(path))
+    first, total = header[0] + 1, max(lines - header[0], 0)
 
-    parsed: dict[str, _Row] = {}
-    total = len(records) - start - 1
-    for offset, record in enumerate(records[start + 1 :], start=start + 2):
-        if progress is not None and (offset - start - 2) % 5000 == 0:
-            progress(offset - start - 2, total)  # rows checked so far
-        joined = "".join(record)
-        if not joined.strip():
-            continue
-        report.rows += 1
-        try:
-            row = _parse_row(offset, record, joined, columns, extra)
-        except _Invalid as bad:
-            report.invalid += 1
-            report.problems.append(RowProblem(offset, "invalid", bad.email, bad.reason))
-            continue
-        first = parsed.get(row.key)
-        if first is not None:
-            for ref, display in row.lists.items():
-                first.lists.setdefault(ref, display)
-            report.duplicate += 1
-            report.problems.append(
-                RowProblem(offset, "duplicate", row.email, f"same address as row {first.number}")
-            )
-            continue
-        parsed[row.key] = row
-
-    if progress is not None:
-        progress(total, total)
-    if strict and report.invalid:
-        raise StrictImportError(report)
-
+    # Phase 1, outside any transaction: check every row, stage the first of each address
+    # (a TEMP table, so memory stays flat) and count the rest as duplicates.
+    conn = store.conn
+    q.stage_open(conn)
     try:
-        with store.transaction() as conn:
-            _plan_and_apply(conn, config, path, report, parsed, secrets, now, dry_run)
-    except sqlite3.Error as exc:
-        raise MailerError(f"database error, nothing imported: {exc}", where=str(path)) from None
+        stage = Stage(conn, report.duplicate_of)
+        for number, record in numbered:
+            if progress is not None and (number - first) % 5000 == 0:
+                progress(min(number - first, total), total)  # rows checked so far
+            joined = "".join(record)
+            if not joined.strip():
+                continue
+            report.rows += 1
+            try:
+                row = _parse_row(number, record, joined, columns, extra)
+            except _Invalid as bad:
+                report.invalid += 1
+                report.problems.append(RowProblem(number, "invalid", bad.email, bad.reason))
+                continue
+            stage.add(row)
+        stage.finish()
+        if progress is not None:
+            progress(total, total)
+        if strict and report.invalid:
+            raise StrictImportError(report)
+        # Phase 2: one transaction, the staged rows planned and written a chunk at a time.
+        try:
+            with store.transaction() as conn:
+                _plan_and_apply(conn, config, path, report, stage.batches(), secrets, now, dry_run)
+        except sqlite3.Error as exc:
+            raise MailerError(f"database error, nothing imported: {exc}", where=str(path)) from None
+    finally:
+        q.stage_close(conn)
     report.problems.sort(key=lambda p: p.row)
     return report
 
@@ -343,7 +335,7 @@ def _plan_and_apply(
     config: Config,
     path: Path,
     report: ImportReport,
-    parsed: dict[str, _Row],
+    batches: Iterable[list[_Row]],
     secrets: Sequence[bytes] | None,
     now: datetime,
     dry_run: bool,
@@ -352,21 +344,27 @@ def _plan_and_apply(
     plan = _Plan(conn, config, path, report, now)
     if plan.suppressed:  # the secrets are needed only to recognise forgotten addresses
         plan.secrets = suppression_secrets(conn, config, secrets)
-    known_ids = [int(plan.existing[k]["id"]) for k in parsed if k in plan.existing]
-    plan.current = q.memberships_of(conn, known_ids)
-    existing = plan.existing
-    fresh: list[tuple[str, _Row]] = []
-    for key, row in parsed.items():
-        old = existing.get(key)
-        if old is None:
-            fresh.append((key, row))
-        else:
-            plan.known_contact(row, old)
-    plan.new_contacts(fresh)
-    report.lists_created = sorted(f"{kind}:{slug}" for kind, slug in plan.new_lists)
-    if not dry_run:
-        plan.apply(conn, now)
-        report.written = True
+    any_contacts = q.has_contacts(conn)  # before the import: else every address is new
+    created: dict[tuple[str, str], str] = {}
+    for batch in batches:
+        parsed = {row.key: row for row in batch}
+        existing = q.contacts_by_key(conn, list(parsed)) if any_contacts else {}
+        plan.current = q.memberships_of(conn, [int(row["id"]) for row in existing.values()])
+        fresh: list[tuple[str, _Row]] = []
+        for key, row in parsed.items():
+            old = existing.get(key)
+            if old is None:
+                fresh.append((key, row))
+            else:
+                plan.known_contact(row, old)
+        plan.new_contacts(fresh)
+        created.update(plan.new_lists)
+        if not dry_run:
+            plan.apply(conn, now)
+            plan.new_lists = {}
+        plan.inserts, plan.updates, plan.moves, plan.wanted = [], [], [], []
+    report.lists_created = sorted(f"{kind}:{slug}" for kind, slug in created)
+    report.written = not dry_run
 
 
 class _Plan:
@@ -382,7 +380,6 @@ class _Plan:
     ) -> None:
         self.report = report
         self.path = path
-        self.existing = q.all_contacts_by_key(conn)
         self.suppressed = q.suppression_hashes(conn)
         self.secrets: Sequence[bytes] = ()
         self.list_ids = q.all_list_ids(conn)
@@ -507,6 +504,7 @@ class _Plan:
             self.list_ids = q.insert_lists_many(
                 conn, [(kind, slug, name) for (kind, slug), name in self.new_lists.items()], now
             )
+            self.ref_of = {list_id: ref for ref, list_id in self.list_ids.items()}
         q.insert_contacts_many(conn, self.inserts)
         q.update_contacts_many(conn, self.updates)
         for contact_id, status, number in sorted(self.moves, key=lambda move: move[2]):

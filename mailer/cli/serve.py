@@ -21,9 +21,9 @@ def serve(
         None, "--port", min=1, max=65535, help="Port to listen on (default: web.port)."
     ),
 ) -> None:
-    """Serve the unsubscribe pages and the RFC 8058 one-click endpoint (uvicorn).
+    """Serve the web service: unsubscribe (RFC 8058 one-click), signup, preferences, archive.
 
-    Put it behind an HTTPS proxy at web.base_url. SIGTERM or Ctrl-C stops it cleanly.
+    Also the pictures (/m/), counted links (/l/) and /healthz, on uvicorn. Put it behind an HTTPS proxy at web.base_url. SIGTERM or Ctrl-C stops it cleanly.
     The access log on stderr shows neither tokens nor addresses.
 
     Example: mailer serve --host 127.0.0.1 --port 8080

@@ -190,6 +190,7 @@ def create_campaign(
     """
     from mailer.audience.segments import compile_segment
     from mailer.newsletter.render import render_campaign
+    from mailer.newsletter.reuse import pack
     from mailer.newsletter.spec import load_campaign
 
     spec = load_campaign(path, config)
@@ -200,6 +201,7 @@ def create_campaign(
     status = CampaignStatus.SCHEDULED if spec.send_at else CampaignStatus.DRAFT
     definition = spec.to_json()
     source_path = str(Path(path).absolute())
+    rendered = pack(config, definition, frozen)  # kept for the freeze (newsletter/reuse.py)
     with store.transaction() as conn:
         try:
             compile_segment(conn, spec.segment, config.list_kinds)
@@ -209,7 +211,7 @@ def create_campaign(
         q_archive.insert_images(conn, [(p.name, p.data, p.width, p.height) for p in pictures], now)
         existing = q_campaigns.get_campaign_by_name(conn, spec.name)
         if existing is None:
-            q_campaigns.insert_campaign(
+            campaign_id = q_campaigns.insert_campaign(
                 conn,
                 name=spec.name,
                 source_path=source_path,
@@ -219,6 +221,7 @@ def create_campaign(
                 send_at=spec.send_at,
                 now=now,
             )
+            q_campaigns.save_render(conn, campaign_id, rendered)
             return CreateReport(spec.name, status.value, False)
         if not q_campaigns.update_definition(
             conn,
@@ -234,6 +237,7 @@ def create_campaign(
                 "give the new issue another name",
                 where=str(path),
             )
+        q_campaigns.save_render(conn, existing.id, rendered)
         return CreateReport(spec.name, status.value, True)
 
 

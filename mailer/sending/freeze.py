@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mailer.config import Config
 from mailer.sending.campaigns import check_messages, find_campaign
-from mailer.sending.content import Clock, Content
+from mailer.sending.content import Clock, Content, NewsletterContent
 from mailer.store import Store
 from mailer.store import campaigns as q_campaigns
 from mailer.store import deliveries as q_deliveries
@@ -27,7 +27,7 @@ def freeze_campaign(
     row = find_campaign(store.conn, name)
     if row.frozen_at:
         return ALREADY_FROZEN
-    variants = content.render(config, row.definition)
+    variants = _checked_render(store, config, row.id, row.definition, content)
     check_messages(
         config, variants, content, where=f"campaign {row.name} ({row.source_path})", now=clock()
     )
@@ -60,3 +60,20 @@ def freeze_campaign(
             default_language=default,
             now=now,
         )
+
+
+def _checked_render(
+    store: Store, config: Config, campaign_id: int, definition: str, content: Content
+) -> dict[str, str]:
+    """The render `campaign create` checked, while its inputs are unchanged; else a new one.
+
+    Only the real newsletter content takes a stored render (a Content given by a test
+    renders its own).
+    """
+    if isinstance(content, NewsletterContent):
+        from mailer.newsletter.reuse import unpack
+
+        kept = unpack(config, definition, q_campaigns.stored_render(store.conn, campaign_id))
+        if kept is not None:
+            return kept
+    return content.render(config, definition)

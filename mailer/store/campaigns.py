@@ -156,6 +156,16 @@ def mark_frozen(conn: sqlite3.Connection, campaign_id: int, now: datetime) -> bo
     return cursor.rowcount == 1
 
 
+def save_render(conn: sqlite3.Connection, campaign_id: int, rendered: str) -> None:
+    """Keep the render `campaign create` checked (see newsletter/reuse.py)."""
+    conn.execute("UPDATE campaigns SET rendered = ? WHERE id = ?", (rendered, campaign_id))
+
+
+def stored_render(conn: sqlite3.Connection, campaign_id: int) -> str | None:
+    row = conn.execute("SELECT rendered FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+    return None if row is None else row[0]
+
+
 def insert_variant(conn: sqlite3.Connection, campaign_id: int, language: str, content: str) -> None:
     conn.execute(
         "INSERT INTO campaign_variants (campaign_id, language, content) VALUES (?, ?, ?)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -103,29 +103,96 @@ def use_bulk_cache(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA cache_size = -65536")
 
 
-def all_contacts_by_key(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
-    """Every contact, keyed by email_key (an import reads them once instead of per row)."""
-    rows = conn.execute(f"SELECT {CONTACT_COLUMNS} FROM contacts")
-    return {row["email_key"]: row for row in rows}
+_BATCH = 500  # values per IN (...) list
+
+
+def contacts_by_key(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, sqlite3.Row]:
+    """The contacts among `keys` (email_key), in batches of 500 (an import's chunk at once)."""
+    out: dict[str, sqlite3.Row] = {}
+    for start in range(0, len(keys), _BATCH):
+        batch = keys[start : start + _BATCH]
+        rows = conn.execute(
+            f"SELECT {CONTACT_COLUMNS} FROM contacts"
+            f" WHERE email_key IN ({','.join('?' * len(batch))})",
+            batch,
+        )
+        out.update((row["email_key"], row) for row in rows)
+    return out
+
+
+def has_contacts(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM contacts LIMIT 1").fetchone() is not None
 
 
 def memberships_of(conn: sqlite3.Connection, contact_ids: list[int]) -> dict[int, set[int]]:
-    """List ids per contact, for the given contacts (all of them when there are many)."""
+    """List ids per contact, for the given contacts (in batches of 500)."""
     out: dict[int, set[int]] = {cid: set() for cid in contact_ids}
-    if not contact_ids:
-        return out
-    if len(contact_ids) > 500:
-        rows = conn.execute("SELECT contact_id, list_id FROM memberships")
-    else:
-        marks = ",".join("?" * len(contact_ids))
+    for start in range(0, len(contact_ids), _BATCH):
+        batch = contact_ids[start : start + _BATCH]
         rows = conn.execute(
-            f"SELECT contact_id, list_id FROM memberships WHERE contact_id IN ({marks})",
-            contact_ids,
+            "SELECT contact_id, list_id FROM memberships"
+            f" WHERE contact_id IN ({','.join('?' * len(batch))})",
+            batch,
         )
-    for contact_id, list_id in rows:
-        if contact_id in out:
+        for contact_id, list_id in rows:
             out[contact_id].add(list_id)
     return out
+
+
+# --- an import's staging table --------------------------------------------------------------
+# Checked rows wait here (a TEMP table: this connection's own file, no lock on the database)
+# until the import writes them in one transaction, so a million-row file never sits in memory.
+
+
+def stage_open(conn: sqlite3.Connection) -> None:
+    conn.execute("DROP TABLE IF EXISTS temp.import_rows")
+    conn.execute(
+        "CREATE TEMP TABLE import_rows (key TEXT PRIMARY KEY, number INTEGER NOT NULL,"
+        " row BLOB NOT NULL)"
+    )
+
+
+def stage_close(conn: sqlite3.Connection) -> None:
+    conn.execute("DROP TABLE IF EXISTS temp.import_rows")
+
+
+def staged(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, bytes]:
+    """The staged rows among `keys`: key -> row."""
+    out: dict[str, bytes] = {}
+    for start in range(0, len(keys), _BATCH):
+        batch = keys[start : start + _BATCH]
+        rows = conn.execute(
+            f"SELECT key, row FROM temp.import_rows WHERE key IN ({','.join('?' * len(batch))})",
+            batch,
+        )
+        out.update(rows)
+    return out
+
+
+def stage_many(
+    conn: sqlite3.Connection, new: list[tuple[str, int, bytes]], changed: list[tuple[bytes, str]]
+) -> None:
+    """Stage `new` (key, row number, row) in file order; replace `changed` (row, key) in place.
+
+    A savepoint makes it one transaction (outside one, each row would be its own); it touches
+    only the TEMP database, so it takes no lock on the main one.
+    """
+    conn.execute("SAVEPOINT import_stage")
+    try:
+        conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?)", new)
+        conn.executemany("UPDATE temp.import_rows SET row = ? WHERE key = ?", changed)
+    except BaseException:
+        conn.execute("ROLLBACK TO import_stage")
+        conn.execute("RELEASE import_stage")
+        raise
+    conn.execute("RELEASE import_stage")
+
+
+def staged_in_order(conn: sqlite3.Connection, size: int) -> Iterator[list[bytes]]:
+    """The staged rows in file order (they were staged in it), `size` at a time."""
+    cursor = conn.execute("SELECT row FROM temp.import_rows ORDER BY rowid")
+    while batch := cursor.fetchmany(size):
+        yield [row for (row,) in batch]
 
 
 def next_contact_id(conn: sqlite3.Connection) -> int:
