@@ -23,7 +23,8 @@ def serve(
 ) -> None:
     """Serve the web service: unsubscribe (RFC 8058 one-click), signup, preferences, archive.
 
-    Also the pictures (/m/), counted links (/l/) and /healthz, on uvicorn. Put it behind an HTTPS proxy at web.base_url. SIGTERM or Ctrl-C stops it cleanly.
+    Also the pictures (/m/), counted links (/l/) and /healthz, on uvicorn. Put it behind an
+    HTTPS proxy at web.base_url. SIGTERM or Ctrl-C stops it cleanly.
     The access log on stderr shows neither tokens nor addresses.
 
     Example: mailer serve --host 127.0.0.1 --port 8080
