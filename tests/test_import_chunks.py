@@ -49,7 +49,7 @@ def test_duplicates_across_chunks_join_the_first_rows_lists_and_name_its_row(wor
         "New lists: cluster:arctic-design, cluster:arctic-power, municipality:inari,"
         " municipality:kemi, municipality:salla" in res.stdout
     )
-    assert list(csv.reader(problems.open(encoding="utf-8")))[1:] == [
+    assert list(csv.reader(problems.open(encoding="utf-8-sig"), delimiter=";"))[1:] == [
         ["10", "duplicate", "DUP@example.org", "same address as row 2"],
         ["13", "duplicate", "dup@example.org", "same address as row 2"],
     ]
