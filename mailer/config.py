@@ -6,6 +6,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,6 +72,13 @@ class DkimConfig:
 class DefaultsConfig:
     language: str
     max_late_hours: float
+    timezone: str = "Europe/Helsinki"  # every time shown to a person
+
+    def zone(self) -> tzinfo:
+        """The zone times are shown in (checked at load)."""
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,11 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "selector": (str, _REQUIRED),
         "private_key": (str, _REQUIRED),
     },
-    "defaults": {"language": (str, "fi"), "max_late_hours": (float, 24.0)},
+    "defaults": {
+        "language": (str, "fi"),
+        "max_late_hours": (float, 24.0),
+        "timezone": (str, "Europe/Helsinki"),
+    },
     "lists": {"kinds": (list, list(DEFAULT_KINDS))},
 }
 _OPTIONAL_SECTIONS = {"dkim", "smtp", "database", "defaults", "lists"}
@@ -220,6 +232,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     language = values["defaults"]["language"]
     if language not in LANGUAGES:
         raise _bad(path, "defaults.language", f"must be one of {', '.join(LANGUAGES)}")
+    _check_timezone(path, values["defaults"]["timezone"])
     kinds = values["lists"]["kinds"]
     for kind in kinds:
         if not isinstance(kind, str) or not kind.isidentifier() or kind in ("lang", "all"):
@@ -248,6 +261,17 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
         dkim=dkim,
         environ=env,
     )
+
+
+def _check_timezone(path: Path, name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _bad(
+            path, "defaults.timezone", f"{name!r} is not a time zone (e.g. Europe/Helsinki)"
+        ) from None
 
 
 def _check_smtp(path: Path, smtp: dict[str, Any]) -> None:
@@ -373,5 +397,6 @@ path = "mailer.db"
 
 [defaults]
 language = "fi"
+timezone = "Europe/Helsinki"    # every time shown to a person
 max_late_hours = 24
 """

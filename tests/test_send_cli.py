@@ -133,7 +133,7 @@ def test_campaign_create_list_show_cancel(workspace):
     listed = json.loads(workspace.cli("campaign", "list", "--format", "json").stdout)
     assert [(c["name"], c["status"]) for c in listed] == [(NAME, "scheduled")]
     assert "scheduled" in workspace.cli("campaign", "show", NAME).stdout
-    assert workspace.cli("campaign", "cancel", NAME).exit_code == 0
+    assert workspace.cli("campaign", "cancel", NAME, "--yes").exit_code == 0
     assert workspace.cli("campaign", "show", NAME, "--format", "json").stdout.count("cancelled")
     res = workspace.cli("send", NAME, "--yes")
     assert res.exit_code == 2 and "cancelled" in res.stderr

@@ -64,9 +64,19 @@ _STATUSES = tuple(status.value for status in ContactStatus)
 @dataclass(frozen=True)
 class RowProblem:
     row: int  # spreadsheet row number; the header is row 1
-    outcome: str  # 'invalid', 'duplicate' or 'suppressed'
+    outcome: str  # 'invalid', 'duplicate', 'suppressed', or 'warning' (imported, but look)
     email: str
     reason: str
+
+
+# An address whose letters a wrong encoding replaced: `elle.n?kkalaj?rvi@…` (cp1252 → ASCII)
+# or U+FFFD (UTF-8 read as something else). Both are valid addresses, so only a warning.
+DAMAGED = "looks damaged by a wrong encoding ('?' where a letter was); check it in the sheet"
+
+
+def looks_damaged(email: str) -> bool:
+    local, _, domain = email.rpartition("@")
+    return "\ufffd" in email or ("?" in local and any(ch.isalpha() for ch in local))
 
 
 @dataclass
@@ -83,6 +93,8 @@ class ImportReport:
     suppressed: int = 0
     lists_created: list[str] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about the header (see Columns.notes)
+    changes: list[RowProblem] = field(default_factory=list)  # outcome 'updated': what changed
     dry_run: bool = False
     written: bool = False
 
@@ -110,6 +122,8 @@ class ImportReport:
             "suppressed": self.suppressed,
             "lists_created": self.lists_created,
             "problems": [p.__dict__ for p in self.problems],
+            "notes": list(self.notes),
+            "changes": [p.__dict__ for p in self.changes],
             "dry_run": self.dry_run,
         }
 
@@ -139,6 +153,7 @@ class _Row:
     status: str | None
     lists: dict[tuple[str, str], str]  # (kind, slug) -> display name
     attributes: dict[str, str]
+    first_name: str = ""
 
 
 class _Invalid(Exception):
@@ -181,8 +196,7 @@ def _parse_row(
     for ref in extra_lists:
         lists.setdefault((ref.kind, ref.slug), ref.name)
     attributes = {key: cells[i] for i, key in columns.attributes.items() if cells[i]}
-    index = fields.get("name")
-    name = cells[index] if index is not None else ""
+    name, first_name = _names(cells, fields)
     index = fields.get("organization")
     return _Row(
         number,
@@ -195,7 +209,19 @@ def _parse_row(
         status,
         lists,
         attributes,
+        first_name,
     )
+
+
+def _names(cells: list[str], fields: dict[str, int]) -> tuple[str, str]:
+    """(name, first name): the name column, else the first and last name joined."""
+    index = fields.get("name")
+    name = cells[index] if index is not None else ""
+    index = fields.get("first_name")
+    first = cells[index] if index is not None else ""
+    index = fields.get("last_name")
+    last = cells[index] if index is not None else ""
+    return name or " ".join(part for part in (first, last) if part), first
 
 
 def _language_cell(cell: str, email: str) -> str | None:
@@ -251,37 +277,62 @@ def import_contacts(
     now: datetime,
     secrets: Sequence[bytes] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    sync_lists: Iterable[str] = (),
 ) -> ImportReport:
     """Import the CSV file at `path` in one transaction and return what happened per row.
 
-    `lists` are `KIND:SLUG` lists every imported row joins. With `strict`, any invalid row
-    raises StrictImportError and nothing is written; with `dry_run`, nothing is written.
-    `progress(done, total)` is called now and then while rows are checked.
+    `lists` are existing `KIND:SLUG` lists every imported row joins. With `strict`, any
+    invalid row raises StrictImportError and nothing is written; with `dry_run`, nothing is
+    written. `sync_lists` are kinds for which the sheet is authoritative: a contact in it
+    leaves the lists of that kind its row no longer names. `progress(done, total)` is
+    called now and then while rows are checked.
     """
     was_enabled = gc.isenabled()
     # Bulk parsing makes ~10 objects per row and keeps them all; the cyclic collector
     # would rescan them over and over (about a third of the import's time) for no gain.
     gc.disable()
     try:
-        return _import(store, config, Path(path), lists, strict, dry_run, now, secrets, progress)
+        options = _Options(lists, strict, dry_run, now, secrets, progress, sync_lists)
+        return _import(store, config, Path(path), options)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _import(
-    store: Store,
-    config: Config,
-    path: Path,
-    lists: Iterable[str],
-    strict: bool,
-    dry_run: bool,
-    now: datetime,
-    secrets: Sequence[bytes] | None,
-    progress: Callable[[int, int], None] | None,
-) -> ImportReport:
+@dataclass(frozen=True)
+class _Options:
+    lists: Iterable[str]
+    strict: bool
+    dry_run: bool
+    now: datetime
+    secrets: Sequence[bytes] | None
+    progress: Callable[[int, int], None] | None
+    sync_lists: Iterable[str]
+
+
+def _sync_kinds(sync_lists: Iterable[str], kinds: Sequence[str], columns: Columns) -> set[str]:
+    """The kinds `--sync-lists` names, each configured and with a column in the sheet."""
+    out = set()
+    for text in sync_lists:
+        kind = text.strip().lower().removesuffix(":*")
+        if kind not in kinds:
+            raise InputError(f"--sync-lists {text!r}: not a list kind (kinds: {', '.join(kinds)})")
+        if kind not in columns.kinds.values():
+            raise InputError(
+                f"--sync-lists {kind}: the sheet has no {kind} column, so it cannot say which"
+                f" {kind} lists its contacts belong to; nothing written"
+            )
+        out.add(kind)
+    return out
+
+
+def _import(store: Store, config: Config, path: Path, options: _Options) -> ImportReport:
+    from mailer.audience.lists import require_lists
+
     kinds = config.list_kinds
-    extra = [parse_list_ref(text, kinds) for text in lists]
+    extra = [parse_list_ref(text, kinds) for text in options.lists]
+    require_lists(store.conn, extra)
+    strict, dry_run, now, progress = options.strict, options.dry_run, options.now, options.progress
     encoding, delimiter, records = read_rows(path)
     report = ImportReport(str(path), encoding, delimiter, dry_run=dry_run)
 
@@ -290,6 +341,8 @@ def _import(
     if start is None:
         raise FileInputError("no header row", where=str(path))
     columns = map_columns(records[start], kinds, str(path))
+    sync = _sync_kinds(options.sync_lists, kinds, columns)
+    report.notes = columns.notes()
 
     parsed: dict[str, _Row] = {}
     total = len(records) - start - 1
@@ -306,6 +359,8 @@ def _import(
             report.invalid += 1
             report.problems.append(RowProblem(offset, "invalid", bad.email, bad.reason))
             continue
+        if looks_damaged(row.email):
+            report.problems.append(RowProblem(offset, "warning", row.email, DAMAGED))
         first = parsed.get(row.key)
         if first is not None:
             for ref, display in row.lists.items():
@@ -324,7 +379,7 @@ def _import(
 
     try:
         with store.transaction() as conn:
-            _plan_and_apply(conn, config, path, report, parsed, secrets, now, dry_run)
+            _plan_and_apply(conn, config, path, report, parsed, options.secrets, sync, now, dry_run)
     except sqlite3.Error as exc:
         raise MailerError(f"database error, nothing imported: {exc}", where=str(path)) from None
     report.problems.sort(key=lambda p: p.row)
@@ -338,11 +393,13 @@ def _plan_and_apply(
     report: ImportReport,
     parsed: dict[str, _Row],
     secrets: Sequence[bytes] | None,
+    sync: set[str],
     now: datetime,
     dry_run: bool,
 ) -> None:
     q.use_bulk_cache(conn)
     plan = _Plan(conn, config, path, report, now)
+    plan.sync = sync
     if plan.suppressed:  # the secrets are needed only to recognise forgotten addresses
         plan.secrets = suppression_secrets(conn, config, secrets)
     known_ids = [int(plan.existing[k]["id"]) for k in parsed if k in plan.existing]
@@ -357,6 +414,7 @@ def _plan_and_apply(
             plan.known_contact(row, old)
     plan.new_contacts(fresh)
     report.lists_created = sorted(f"{kind}:{slug}" for kind, slug in plan.new_lists)
+    report.changes.sort(key=lambda change: change.row)
     if not dry_run:
         plan.apply(conn, now)
         report.written = True
@@ -389,6 +447,8 @@ class _Plan:
         self.updates: list[tuple[Any, ...]] = []
         self.moves: list[tuple[int, str, int]] = []  # (contact_id, new status, row number)
         self.wanted: list[tuple[tuple[str, str], int]] = []  # ((kind, slug), contact_id)
+        self.unwanted: list[tuple[int, int]] = []  # (list_id, contact_id), for --sync-lists
+        self.sync: set[str] = set()  # kinds the sheet is authoritative for
         self.new_lists: dict[tuple[str, str], str] = {}
 
     def _problem(self, row: _Row, reason: str) -> None:
@@ -433,6 +493,7 @@ class _Plan:
                     stamp,
                     stamp,
                     stamp,
+                    row.first_name,
                 )
             )
             if row.status is not None and row.status != SUBSCRIBED:
@@ -458,22 +519,52 @@ class _Plan:
                 return
             self.moves.append((contact_id, row.status, row.number))
             moves = True
-        name = row.name or old["name"]
-        organization = row.organization or old["organization"]
-        language = row.language or old["language"]
         old_attributes = json.loads(old["attributes"] or "{}")
+        before = {
+            "name": old["name"],
+            "first name": old["first_name"],
+            "organisation": old["organization"],
+            "language": old["language"],
+        }
+        after = {
+            "name": row.name or old["name"],
+            "first name": row.first_name or old["first_name"],
+            "organisation": row.organization or old["organization"],
+            "language": row.language or old["language"],
+        }
         attributes = {**old_attributes, **row.attributes}
         have = {self.ref_of[i] for i in self.current.get(contact_id, ())}
         missing = [ref for ref in row.lists if ref not in have]
-        fields = (name, organization, language, attributes)
-        if fields != (old["name"], old["organization"], old["language"], old_attributes):
+        leaving = sorted(ref for ref in have if ref[0] in self.sync and ref not in row.lists)
+        changed = [f"{k} {before[k]!r} → {after[k]!r}" for k in before if before[k] != after[k]]
+        changed += [
+            f"{k} {old_attributes.get(k, '')!r} → {v!r}"
+            for k, v in row.attributes.items()
+            if old_attributes.get(k) != v
+        ]
+        if changed:
             self.updates.append(
-                (name, organization, language, _to_json(attributes), self.stamp, contact_id)
+                (
+                    after["name"],
+                    after["organisation"],
+                    after["language"],
+                    _to_json(attributes),
+                    self.stamp,
+                    after["first name"],
+                    contact_id,
+                )
             )
-            moves = True
         self._want(missing, row, contact_id)
-        if moves or missing:
+        self.unwanted += [(self.list_ids[ref], contact_id) for ref in leaving]
+        changed += [f"+ {kind}:{slug}" for kind, slug in missing]
+        changed += [f"- {kind}:{slug}" for kind, slug in leaving]
+        if row.status is not None and moves:
+            changed.append(f"status {old_status} → {row.status}")
+        if changed:
             self.report.updated += 1
+            self.report.changes.append(
+                RowProblem(row.number, "updated", row.email, "; ".join(changed))
+            )
         else:
             self.report.unchanged += 1
 
@@ -498,6 +589,7 @@ class _Plan:
                     "contacts changed during the import; nothing imported; run it again"
                 )
         q.add_memberships_many(conn, [(self.list_ids[ref], cid) for ref, cid in self.wanted])
+        q.remove_memberships_many(conn, self.unwanted)
 
 
 def write_report(report: ImportReport, target: str | Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from mailer.addresses import clean_line
 from mailer.errors import FileInputError
 
-FIELDS = ("email", "name", "organization", "language", "status")
+FIELDS = ("email", "name", "first_name", "last_name", "organization", "language", "status")
 
 # Header aliases, compared case-insensitively with spaces, '-', '_' and '.' removed.
 _FIELD_ALIASES: dict[str, tuple[str, ...]] = {
@@ -33,6 +33,9 @@ _FIELD_ALIASES: dict[str, tuple[str, ...]] = {
         "emailaddress",
     ),
     "name": ("nimi", "namn", "name", "fullname", "kokonimi"),
+    # A first and a last name column make the name; the first name is kept for the greeting.
+    "first_name": ("etunimi", "förnamn", "fornamn", "firstname", "givenname"),
+    "last_name": ("sukunimi", "efternamn", "lastname", "surname", "familyname"),
     "organization": ("organisaatio", "organisation", "organization", "org"),
     "language": ("kieli", "språk", "sprak", "language", "lang"),
     "status": ("tila", "status"),
@@ -110,6 +113,22 @@ class Columns:
     kinds: dict[int, str]  # column index -> list kind
     attributes: dict[int, str]  # column index -> attribute key (the header as written)
     width: int
+
+    def notes(self) -> list[str]:
+        """What a person should know about the header: columns kept as attributes, and a
+        missing name or list column (a renamed header is easy to miss)."""
+        out = []
+        if self.attributes:
+            out.append("kept as attributes: " + ", ".join(self.attributes.values()))
+        if not {"name", "first_name", "last_name"} & set(self.fields):
+            out.append(
+                "no name column (nimi, namn, name, or etunimi and sukunimi): names stay as they are"
+            )
+        if not self.kinds:
+            out.append(
+                "no list column (klusterit, kunta, yritys, …): rows join only the --list lists"
+            )
+        return out
 
 
 def map_columns(header: Sequence[str], kinds: Sequence[str], where: str) -> Columns:

@@ -155,3 +155,21 @@ def check_writable(path: str | os.PathLike[str], what: str = "file") -> None:
         raise FileInputError(f"cannot write the {what}: {exc.strerror}", where=target) from None
     if not existed:
         os.unlink(target)
+
+
+def confirm_or_refuse(question: str, yes: bool, what: str) -> bool:
+    """Ask before something that cannot be undone; `--yes` answers for scripts.
+
+    Without a terminal and without --yes: InputError (exit 2), never a silent yes.
+    Returns False when the person answers no.
+    """
+    if yes:
+        return True
+    if not (is_terminal(sys.stdin) and is_terminal(sys.stderr)):
+        from mailer.errors import InputError
+
+        raise InputError(f"refusing to {what} without a terminal to confirm; pass --yes")
+    return bool(typer.confirm(question, default=False, err=True))
+
+
+YES_HELP = "Do not ask (needed without a terminal, e.g. in scripts)."

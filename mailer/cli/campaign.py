@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from mailer.cli._common import check_format, get_config, open_store, print_json, print_rows
+from mailer.cli._common import (
+    YES_HELP,
+    check_format,
+    get_config,
+    open_store,
+    print_json,
+    print_rows,
+)
+
+if TYPE_CHECKING:
+    from mailer.config import Config
 
 app = typer.Typer(
     help="Create, list, show and cancel campaigns (newsletter issues).", no_args_is_help=True
@@ -53,20 +64,18 @@ def list_(
     with open_store(config) as store:
         rows = [info.to_dict() for info in list_campaigns(store)]
     for row in rows:
-        row["send_at"] = local_time(row["send_at"], minutes=fmt == "table")
+        row["send_at"] = local_time(config, row["send_at"], fmt)
     print_rows(rows, LIST_COLUMNS, fmt)
 
 
-def local_time(stored: str | None, *, minutes: bool) -> str | None:
-    """A stored UTC time as Helsinki time: `2026-11-28 08:06`, else ISO 8601 with offset."""
+def local_time(config: Config, stored: str | None, fmt: str) -> str | None:
+    """A stored UTC time in defaults.timezone: `2026-11-28 08:06` in a table, else ISO 8601
+    with the offset."""
     if not stored:
         return stored
-    from zoneinfo import ZoneInfo
+    from mailer.timeutil import for_people
 
-    from mailer.timeutil import from_db
-
-    moment = from_db(stored).astimezone(ZoneInfo("Europe/Helsinki"))
-    return moment.strftime("%Y-%m-%d %H:%M") if minutes else moment.isoformat(timespec="seconds")
+    return for_people(stored, config.defaults.zone(), machine=fmt != "table")
 
 
 @app.command("show")
@@ -86,7 +95,7 @@ def show(
     with open_store(config) as store:
         info = show_campaign(store, name).to_dict()
     for key in ("send_at", "created_at", "frozen_at", "finished_at"):
-        info[key] = local_time(info[key], minutes=fmt == "table")
+        info[key] = local_time(config, info[key], fmt)
     if fmt == "json":
         print_json(info)
     else:
@@ -97,15 +106,22 @@ def show(
 def cancel(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The campaign's name."),
+    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
 ) -> None:
     """Cancel a campaign that is not sent; a run sending it stops within seconds.
 
-    Example: mailer campaign cancel 2018-11
+    It cannot be undone, so it asks first on a terminal; --yes for scripts.
+
+    Example: mailer campaign cancel 2018-11 --yes
     """
-    from mailer.cli._common import err
-    from mailer.sending.campaigns import cancel_campaign
+    from mailer.cli._common import confirm_or_refuse, err
+    from mailer.sending.campaigns import cancel_campaign, find_campaign
 
     config = get_config(ctx)
     with open_store(config) as store:
+        find_campaign(store.conn, name)  # a typo'd name is an error before any question
+        if not confirm_or_refuse(f"Cancel campaign {name} for good?", yes, "cancel a campaign"):
+            err("Nothing changed.")
+            return
         info = cancel_campaign(store, name)
     err(f"Campaign {info.name} cancelled; {info.counts['pending']} recipients were not sent.")
