@@ -173,3 +173,13 @@ def confirm_or_refuse(question: str, yes: bool, what: str) -> bool:
 
 
 YES_HELP = "Do not ask (needed without a terminal, e.g. in scripts)."
+
+
+def changed_line(name: str, files: list[str]) -> str:
+    """One line saying which files changed since `campaign create` (and what to do)."""
+    return (
+        f"Note: changed since `mailer campaign create`: {', '.join(files)}; campaign {name}"
+        " still holds the version stored then (run `mailer campaign create` again to use"
+        " the edits)"
+    )
+

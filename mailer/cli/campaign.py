@@ -23,7 +23,7 @@ app = typer.Typer(
     help="Create, list, show and cancel campaigns (newsletter issues).", no_args_is_help=True
 )
 
-LIST_COLUMNS = ("name", "status", "send_at", "segment", "recipients", "sent", "pending")
+LIST_COLUMNS = ("name", "status", "send_at", "segment", "recipients", "sent", "pending", "reason")
 
 
 @app.command("create")
@@ -33,7 +33,9 @@ def create(
 ) -> None:
     """Check a campaign file (segment, items, template) and store it; print its name.
 
-    A campaign that has not started sending may be created again from its edited file.
+    The file, its news items and templates are stored as they are now: previews
+    (`render NAME`), test sends and the send use that copy. After editing any of them,
+    run `campaign create` again (allowed until sending starts).
 
     Example: mailer campaign create campaigns/2018-11.toml
     """
@@ -45,7 +47,12 @@ def create(
         report = create_campaign(store, config, path)
     typer.echo(report.name)
     verb = "updated" if report.updated else "created"
-    err(f"Campaign {report.name} {verb} ({report.status}).")
+    err(f"Campaign {report.name} {verb} ({report.status}; {report.audience} recipient(s) now).")
+    if report.audience == 0:
+        err(
+            f"Warning: the segment of {report.name} matches no subscribed contact now;"
+            " it cannot be sent until it does."
+        )
 
 
 @app.command("list")
@@ -62,7 +69,7 @@ def list_(
     check_format(fmt)
     config = get_config(ctx)
     with open_store(config) as store:
-        rows = [info.to_dict() for info in list_campaigns(store)]
+        rows = [info.to_dict() for info in list_campaigns(store, config)]
     for row in rows:
         row["send_at"] = local_time(config, row["send_at"], fmt)
     print_rows(rows, LIST_COLUMNS, fmt)
@@ -88,18 +95,23 @@ def show(
 
     Example: mailer campaign show 2018-11
     """
+    from mailer.cli._common import changed_line, err
     from mailer.sending.campaigns import show_campaign
 
     check_format(fmt)
     config = get_config(ctx)
     with open_store(config) as store:
-        info = show_campaign(store, name).to_dict()
+        shown = show_campaign(store, name, config)
+    info = shown.to_dict()
     for key in ("send_at", "created_at", "frozen_at", "finished_at"):
         info[key] = local_time(config, info[key], fmt)
     if fmt == "json":
         print_json(info)
     else:
+        del info["changed_files"]
         print_rows([{"field": k, "value": v} for k, v in info.items()], ("field", "value"), fmt)
+    if shown.changed_files:
+        err(changed_line(name, shown.changed_files))
 
 
 @app.command("cancel")

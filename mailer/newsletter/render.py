@@ -51,8 +51,9 @@ def _render(template: jinja2.Template, context: dict[str, Any]) -> str:
 
 
 def render_campaign(config: Config, spec: CampaignSpec) -> dict[str, Variant]:
-    """Render and CSS-inline the campaign once per language that has items."""
-    html_template, text_template = load_templates(config, spec.template)
+    """Render and CSS-inline the campaign once per language that has items (with the
+    templates the spec keeps, when it keeps them: what `campaign create` stored)."""
+    html_template, text_template = load_templates(config, spec.template, spec.templates or None)
     variants: dict[str, Variant] = {}
     for lang in spec.languages:
         variants[lang] = render_variant(config, spec, lang, html_template, text_template)
@@ -70,7 +71,8 @@ def render_variant(
 ) -> Variant:
     """Render one language of the campaign (Jinja2 + premailer) into a Variant."""
     if html_template is None or text_template is None:
-        html_template, text_template = load_templates(config, spec.template)
+        stored = spec.templates or None
+        html_template, text_template = load_templates(config, spec.template, stored)
     marker = marker or secrets.token_hex(6)
     context = build_context(config, spec, lang, marker)
     html = inline_css(_render(html_template, context)).replace("\r\n", "\n")

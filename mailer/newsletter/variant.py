@@ -65,14 +65,15 @@ class Variant:
         out.append(source[pos:])
         return out
 
-    def values(self, name: str, email: str, unsubscribe_url: str) -> tuple[str, ...]:
-        """The per-recipient field values (plain text, in `fields` order)."""
-        if not name.isprintable():  # CR, LF and other controls never reach a part
-            name = "".join(ch if ch.isprintable() else " " for ch in name)
-        name = " ".join(name.split())
+    def values(
+        self, name: str, email: str, unsubscribe_url: str, first_name: str = ""
+    ) -> tuple[str, ...]:
+        """The per-recipient field values (plain text, in `fields` order). The greeting uses
+        the first name when it is known ("Hei Riikka,"), else the whole name."""
+        name, first_name = _one_line(name), _one_line(first_name)
         greeting = (
-            text(self.language, "greeting_named", name=name)
-            if name
+            text(self.language, "greeting_named", name=first_name or name)
+            if first_name or name
             else text(self.language, "greeting")
         )
         full = (greeting, name, email, unsubscribe_url)  # FIELDS order
@@ -84,9 +85,11 @@ class Variant:
     def _picks(self) -> tuple[int, ...]:
         return tuple(FIELDS.index(f) for f in self.fields)
 
-    def fill(self, part: str, name: str, email: str, unsubscribe_url: str) -> str:
+    def fill(
+        self, part: str, name: str, email: str, unsubscribe_url: str, first_name: str = ""
+    ) -> str:
         """Return the finished `html` or `text` for one recipient (slow path: tests, samples)."""
-        values = self.values(name, email, unsubscribe_url)
+        values = self.values(name, email, unsubscribe_url, first_name)
         if part == "html":
             values = tuple(html_module.escape(v, quote=True) for v in values)
         return "".join(p if isinstance(p, str) else values[p] for p in self.pieces(part))
@@ -132,6 +135,12 @@ class Variant:
             marker=obj["marker"],
             fields=fields,
         )
+
+
+def _one_line(value: str) -> str:
+    if not value.isprintable():  # CR, LF and other controls never reach a part
+        value = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(value.split())
 
 
 def _known_fields(stored: list[str]) -> tuple[str, ...]:

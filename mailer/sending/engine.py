@@ -66,6 +66,7 @@ class _Job:
     wire: str | None
     name: str
     message_id: str = ""
+    first_name: str = ""
 
 
 def _owner() -> str:
@@ -171,6 +172,7 @@ class _Run:
                     r["email"],
                     r["email_ascii"],
                     r["name"] or "",
+                    first_name=r["first_name"] or "",
                 )
             after = rows[-1]["id"]
 
@@ -187,7 +189,7 @@ class _Run:
     def build(self, job: _Job, contact_id: int, email: str, wire: str) -> smtp.Envelope:
         token = make_token(self.secret, self.campaign_id, contact_id)
         message = self.builder(job.language).build(
-            self.content.recipient(email, job.name, wire),
+            self.content.recipient(email, job.name, wire, job.first_name),
             unsubscribe_url(self.base_url, token),
             now=self.clock(),
         )
