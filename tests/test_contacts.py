@@ -11,7 +11,6 @@ import pytest
 from tests.contacts_helpers import assert_one_line_error, rows_of, snapshot
 
 
-
 def lists_add(workspace, *refs: str) -> None:
     """Create lists first: `contacts add --list` refuses a list that does not exist."""
     for ref in refs:
@@ -263,7 +262,9 @@ def test_a_forgotten_address_stays_forgotten_after_init_force(workspace, tmp_pat
     csv_file.write_text("email;name\nunohda@example.org;Unohda Minut\n", encoding="utf-8")
     env = {"MAILER_SECRET": ""}  # the secret that `init` wrote into mailer.toml is used
     assert workspace.cli("contacts", "import", str(csv_file), env=env).exit_code == 0
-    assert workspace.cli("contacts", "forget", "unohda@example.org", "--yes", env=env).exit_code == 0
+    assert (
+        workspace.cli("contacts", "forget", "unohda@example.org", "--yes", env=env).exit_code == 0
+    )
     assert workspace.cli("init", str(workspace.path), "--force").exit_code == 0
     res = workspace.cli("contacts", "import", str(csv_file), env=env)
     assert res.exit_code == 0, res.stderr

@@ -250,13 +250,13 @@ def edit_contact(
                 first_name=new["first name"],
                 now=now,
             )
-        for ref, list_id in add_ids.items():
+        for (kind, slug), list_id in add_ids.items():
             if q.add_membership(conn, list_id, contact_id):
-                changes.append(f"+ {ref[0]}:{ref[1]}")
-        gone = [(ids[(r.kind, r.slug)], r) for r in removes if (r.kind, r.slug) in ids]
-        for list_id, ref in gone:
-            if q.remove_membership(conn, list_id, contact_id):
-                changes.append(f"- {ref}")
+                changes.append(f"+ {kind}:{slug}")
+        for gone in removes:
+            found = ids.get((gone.kind, gone.slug))
+            if found is not None and q.remove_membership(conn, found, contact_id):
+                changes.append(f"- {gone}")
         stored = q.get_contact(conn, contact_id)
         assert stored is not None
         return EditReport(_view(stored, q.contact_lists(conn, contact_id)), changes)

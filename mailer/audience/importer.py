@@ -29,7 +29,14 @@ from mailer.addresses import (
 from mailer.audience.languages import EXACT_CELLS as EXACT_LANGUAGE_CELLS
 from mailer.audience.languages import parse_language
 from mailer.audience.lists import ListRef, parse_list_ref, slugify
-from mailer.audience.sheet import Columns, map_columns, read_rows
+from mailer.audience.sheet import (
+    DAMAGED,
+    Columns,
+    looks_damaged,
+    map_columns,
+    read_rows,
+    sync_kinds,
+)
 from mailer.audience.subscriptions import SUBSCRIBED, change_status, move_refusal
 from mailer.audience.suppressions import suppression_secrets
 from mailer.errors import AddressError, FileInputError, InputError, MailerError
@@ -67,16 +74,6 @@ class RowProblem:
     outcome: str  # 'invalid', 'duplicate', 'suppressed', or 'warning' (imported, but look)
     email: str
     reason: str
-
-
-# An address whose letters a wrong encoding replaced: `elle.n?kkalaj?rvi@…` (cp1252 → ASCII)
-# or U+FFFD (UTF-8 read as something else). Both are valid addresses, so only a warning.
-DAMAGED = "looks damaged by a wrong encoding ('?' where a letter was); check it in the sheet"
-
-
-def looks_damaged(email: str) -> bool:
-    local, _, domain = email.rpartition("@")
-    return "\ufffd" in email or ("?" in local and any(ch.isalpha() for ch in local))
 
 
 @dataclass
@@ -310,22 +307,6 @@ class _Options:
     sync_lists: Iterable[str]
 
 
-def _sync_kinds(sync_lists: Iterable[str], kinds: Sequence[str], columns: Columns) -> set[str]:
-    """The kinds `--sync-lists` names, each configured and with a column in the sheet."""
-    out = set()
-    for text in sync_lists:
-        kind = text.strip().lower().removesuffix(":*")
-        if kind not in kinds:
-            raise InputError(f"--sync-lists {text!r}: not a list kind (kinds: {', '.join(kinds)})")
-        if kind not in columns.kinds.values():
-            raise InputError(
-                f"--sync-lists {kind}: the sheet has no {kind} column, so it cannot say which"
-                f" {kind} lists its contacts belong to; nothing written"
-            )
-        out.add(kind)
-    return out
-
-
 def _import(store: Store, config: Config, path: Path, options: _Options) -> ImportReport:
     from mailer.audience.lists import require_lists
 
@@ -341,7 +322,7 @@ def _import(store: Store, config: Config, path: Path, options: _Options) -> Impo
     if start is None:
         raise FileInputError("no header row", where=str(path))
     columns = map_columns(records[start], kinds, str(path))
-    sync = _sync_kinds(options.sync_lists, kinds, columns)
+    sync = sync_kinds(options.sync_lists, kinds, columns)
     report.notes = columns.notes()
 
     parsed: dict[str, _Row] = {}

@@ -115,7 +115,9 @@ class KnownLists:
         if slug == "*":
             if kind in self.kinds:
                 return None
-            return f"there are no {kind} lists, so {kind}:* matches nobody (see `mailer lists list`)"
+            return (
+                f"there are no {kind} lists, so {kind}:* matches nobody (see `mailer lists list`)"
+            )
         if (kind, slug) in self.refs:
             return None
         names = [f"{k}:{s}" for k, s in sorted(self.refs)]
@@ -290,9 +292,7 @@ def _parse(
         text = saved(name)
         if text is None:
             raise parser.error(token, f"no saved segment named {name!r}")
-        return _parse(
-            text, kinds, saved, f"{context}@{name} ", depth + 1, (*stack, name), known
-        )
+        return _parse(text, kinds, saved, f"{context}@{name} ", depth + 1, (*stack, name), known)
 
     return _Parser(
         expression, kinds, resolve if saved is not None else None, context, depth, known

@@ -10,12 +10,12 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailer.addresses import clean_line
-from mailer.errors import FileInputError
+from mailer.errors import FileInputError, InputError
 
 FIELDS = ("email", "name", "first_name", "last_name", "organization", "language", "status")
 
@@ -208,3 +208,29 @@ def read_rows(path: Path) -> tuple[str, str, list[list[str]]]:
     except csv.Error as exc:
         raise FileInputError(f"broken CSV: {exc}", where=f"{where}:{reader.line_num}") from None
     return encoding, delimiter, records
+
+
+# An address whose letters a wrong encoding replaced: `elle.n?kkalaj?rvi@…` (cp1252 → ASCII)
+# or U+FFFD (UTF-8 read as something else). Both are valid addresses, so only a warning.
+DAMAGED = "looks damaged by a wrong encoding ('?' where a letter was); check it in the sheet"
+
+
+def looks_damaged(email: str) -> bool:
+    local, _, domain = email.rpartition("@")
+    return "\ufffd" in email or ("?" in local and any(ch.isalpha() for ch in local))
+
+
+def sync_kinds(sync_lists: Iterable[str], kinds: Sequence[str], columns: Columns) -> set[str]:
+    """The kinds `--sync-lists` names, each configured and with a column in the sheet."""
+    out = set()
+    for text in sync_lists:
+        kind = text.strip().lower().removesuffix(":*")
+        if kind not in kinds:
+            raise InputError(f"--sync-lists {text!r}: not a list kind (kinds: {', '.join(kinds)})")
+        if kind not in columns.kinds.values():
+            raise InputError(
+                f"--sync-lists {kind}: the sheet has no {kind} column, so it cannot say which"
+                f" {kind} lists its contacts belong to; nothing written"
+            )
+        out.add(kind)
+    return out

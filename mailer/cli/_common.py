@@ -182,4 +182,3 @@ def changed_line(name: str, files: list[str]) -> str:
         " still holds the version stored then (run `mailer campaign create` again to use"
         " the edits)"
     )
-

@@ -30,16 +30,16 @@ def template_dirs(config: Config) -> list[Path]:
     return dirs
 
 
-def _environment(
-    config: Config, stored: dict[str, str] | None = None
-) -> jinja2.Environment:
+def _environment(config: Config, stored: dict[str, str] | None = None) -> jinja2.Environment:
     """The template environment; with `stored` (name -> source, the copy `campaign create`
     kept) it loads those instead of the files as they are now."""
     import jinja2
 
     loader: jinja2.BaseLoader = (
         # The name stands in for the file name, so errors still say `newsletter.html:12`.
-        jinja2.FunctionLoader(lambda name: (stored[name], name, lambda: True) if name in stored else None)
+        jinja2.FunctionLoader(
+            lambda name: (stored[name], name, lambda: True) if name in stored else None
+        )
         if stored is not None
         else jinja2.FileSystemLoader([str(d) for d in template_dirs(config)])
     )

@@ -258,6 +258,20 @@ def changed_since_create(row: Campaign) -> list[str]:
     return changed_files(files) if isinstance(files, dict) else []
 
 
+def stored_spec(store: Store, name: str) -> tuple[Any, list[str]]:
+    """Campaign `name` as `campaign create` stored it (a CampaignSpec: what a send renders),
+    and the files edited since. A name that is neither a file nor a campaign: NotFoundError."""
+    from mailer.newsletter.spec import CampaignSpec
+
+    row = q_campaigns.get_campaign_by_name(store.conn, name)
+    if row is None:
+        raise NotFoundError(
+            f"{name!r} is neither a campaign file nor a campaign's name"
+            " (see `mailer campaign list`)"
+        )
+    return CampaignSpec.from_json(row.definition), changed_since_create(row)
+
+
 def current_audience(conn: sqlite3.Connection, config: Config, row: Campaign) -> int:
     """How many subscribed contacts an unfrozen campaign's segment matches now
     (SegmentError when it no longer resolves: a list it names is gone)."""

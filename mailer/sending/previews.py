@@ -175,9 +175,7 @@ def preflight(
             f"campaign {row.name} has no recipients: its segment {row.segment!r} matches no"
             " subscribed contact; nothing sent"
         )
-    return Preflight(
-        row.name, row.status.value, row.finished_at, count, changed_since_create(row)
-    )
+    return Preflight(row.name, row.status.value, row.finished_at, count, changed_since_create(row))
 
 
 def audience_size(
