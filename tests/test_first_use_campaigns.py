@@ -248,3 +248,65 @@ def test_a_date_time_written_like_a_person_writes_it_gets_a_hint(workspace):
     res = workspace.cli("campaign", "create", str(path))
     assert res.exit_code == 2
     assert_one_line_error(res.stderr, "malformed TOML", "send_at = 2027-02-01T09:00:00")
+
+
+# --- on a terminal: questions before what cannot be undone ---------------------------------
+
+
+def _on_terminal(workspace, *args: str, answer: str) -> tuple[int, str]:
+    """Run `mailer ARGS` on a pseudo-terminal (stdin, stdout, stderr); answer its question."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailer", *args],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        cwd=workspace.path,
+        env={**os.environ, **workspace.env()},
+    )
+    os.close(child)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not answered and b"?" in seen:
+            os.write(main, answer.encode() + b"\n")
+            answered = True
+        if not ready and proc.poll() is not None:
+            break
+    proc.wait(timeout=10)
+    os.close(main)
+    return proc.returncode, seen.decode("utf-8", "replace")
+
+
+def test_on_a_terminal_send_asks_about_the_stored_version_and_forget_asks_first(workspace):
+    _people(workspace, ["a@example.org", "Aino", "Aikio", "fi", "Arctic Power"])
+    path = _campaign_file(workspace)
+    assert workspace.cli("campaign", "create", str(path)).exit_code == 0
+    path.write_text(path.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    code, screen = _on_terminal(workspace, "send", NAME, answer="n")
+    assert code == 0 and "campaign.toml" in screen, screen
+    assert f"Send the stored version of campaign {NAME} to 1 recipient(s)?" in screen
+    assert "Nothing sent." in screen and _status(workspace)[0] == "draft"
+    code, screen = _on_terminal(workspace, "contacts", "forget", "a@example.org", answer="n")
+    assert code == 0 and "Erase a@example.org for good" in screen, screen
+    assert workspace.cli("contacts", "show", "a@example.org").exit_code == 0  # still there
+    code, screen = _on_terminal(workspace, "contacts", "forget", "a@example.org", answer="y")
+    assert code == 0 and "Forgot a@example.org" in screen, screen
+    assert workspace.cli("contacts", "show", "a@example.org").exit_code == 2
