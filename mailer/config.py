@@ -151,6 +151,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "language": (str, "fi"),
         "max_late_hours": (float, 24.0),
         "csv_delimiter": (str, ";"),
+        "timezone": (str, "Europe/Helsinki"),
     },
     "bounces": {
         "address": (str, _REQUIRED),
@@ -247,6 +248,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     language = values["defaults"]["language"]
     if language not in LANGUAGES:
         raise _bad(path, "defaults.language", f"must be one of {', '.join(LANGUAGES)}")
+    _check_timezone(path, values["defaults"]["timezone"])
     kinds = values["lists"]["kinds"]
     for kind in kinds:
         if not isinstance(kind, str) or not kind.isidentifier() or kind in ("lang", "all"):
@@ -355,6 +357,17 @@ def _check_safety(path: Path, values: dict[str, dict[str, Any]], env: dict[str, 
         raise _bad(
             path, "defaults.csv_delimiter", f"must be one of {', '.join(CSV_DELIMITERS.values())}"
         )
+
+
+def _check_timezone(path: Path, name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _bad(
+            path, "defaults.timezone", f"{name!r} is not a time zone (e.g. Europe/Helsinki)"
+        ) from None
 
 
 def _check_smtp(path: Path, smtp: dict[str, Any]) -> None:

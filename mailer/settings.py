@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import tzinfo
 from pathlib import Path
 
 
@@ -75,6 +76,13 @@ class DefaultsConfig:
     language: str
     max_late_hours: float
     csv_delimiter: str = ";"
+    timezone: str = "Europe/Helsinki"  # every time shown to a person
+
+    def zone(self) -> tzinfo:
+        """The zone times are shown in (checked at load)."""
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,9 @@ CAMPAIGN_MOVES: Mapping[CampaignStatus, frozenset[CampaignStatus]] = {
     C.SCHEDULED: frozenset({C.DRAFT, C.SCHEDULED, C.SENDING, C.PAUSED, C.CANCELLED}),
     # sending -> sending: a new run takes over a campaign whose run died (SIGTERM, crash).
     C.SENDING: frozenset({C.SENDING, C.PAUSED, C.SENT, C.CANCELLED}),
-    C.PAUSED: frozenset({C.SENDING, C.SENT, C.CANCELLED}),
+    # paused -> draft/scheduled: `campaign create` again, only before the freeze (a campaign
+    # paused because it was late or could not start: its audience was empty).
+    C.PAUSED: frozenset({C.DRAFT, C.SCHEDULED, C.SENDING, C.SENT, C.CANCELLED}),
     # sent -> sending: only `send --resend-unknown`, for deliveries left `unknown`.
     C.SENT: frozenset({C.SENDING}),
     C.CANCELLED: frozenset(),

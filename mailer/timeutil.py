@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -22,3 +22,17 @@ def to_db(moment: datetime) -> str:
 def from_db(text: str) -> datetime:
     """Parse a stored time back into an aware UTC datetime."""
     return datetime.strptime(text, _FORMAT).replace(tzinfo=timezone.utc)
+
+
+def for_people(moment: datetime | str | None, zone: tzinfo, *, machine: bool = False) -> str:
+    """A time as a person reads it, in `zone` (`defaults.timezone`): `2026-11-28 09:00`.
+
+    With `machine` (JSON, CSV): ISO 8601 with the zone's offset, `2026-11-28T09:00:00+02:00`.
+    A stored (UTC) string is accepted as it comes from the database; None gives "".
+    """
+    if moment is None or moment == "":
+        return ""
+    if isinstance(moment, str):
+        moment = from_db(moment)
+    local = moment.astimezone(zone)
+    return local.isoformat(timespec="seconds") if machine else local.strftime("%Y-%m-%d %H:%M")

@@ -124,6 +124,7 @@ path = "mailer.db"
 
 [defaults]
 language = "fi"
+timezone = "Europe/Helsinki"    # every time shown to a person
 max_late_hours = 24
 csv_delimiter = ";"             # CSV the tool writes (Finnish and Swedish Excel expect ;)
 

@@ -17,6 +17,7 @@ _HREF = re.compile(r'href="([^"]+)"')
 def send_campaign(ws, emails: list[str], *, clicks: bool = True) -> None:
     """Turn click counting on (or off), add contacts, create and send the fixture campaign."""
     ws.set_config("tracking", "clicks", "true" if clicks else "false")
+    ws.ensure_lists("cluster:arctic-power")
     for email in emails:
         res = ws.cli("contacts", "add", email, "--list", "cluster:arctic-power")
         assert res.exit_code == 0, res.stderr

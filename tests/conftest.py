@@ -40,6 +40,12 @@ class Workspace:
         env.update(extra or {})
         return env
 
+    def ensure_lists(self, *refs: str) -> None:
+        """Create lists that are not there yet (`contacts add --list` needs an existing list)."""
+        for ref in refs:
+            res = self.cli("lists", "add", ref)
+            assert res.exit_code == 0 or "already" in res.stderr, res.stderr
+
     def cli(
         self, *args: str, input: str | None = None, env: dict[str, str] | None = None
     ) -> Result:

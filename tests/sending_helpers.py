@@ -156,7 +156,7 @@ class PlainContent:
     def builder(self, config, frozen):
         return PlainBuilder(config, frozen)
 
-    def recipient(self, email, name, wire_email):
+    def recipient(self, email, name, wire_email, first_name=""):
         return PlainRecipient(email, name, wire_email)
 
     def fallback_language(self, config, definition, languages):

@@ -67,6 +67,7 @@ def sent(smtp_workspace, smtp_server):
     ws = smtp_workspace
     server = Server.start(ws.path, ws.env())
     ws.set_config("web", "base_url", f'"http://127.0.0.1:{server.port}"')
+    ws.ensure_lists("cluster:arctic-power")
     for email, name, lang in CONTACTS:
         res = ws.cli(
             "contacts",
@@ -216,6 +217,7 @@ def test_withdraw_and_publish_again(sent, tmp_path):
 
 def test_a_campaign_without_archive_is_not_published(smtp_workspace, tmp_path):
     ws = smtp_workspace
+    ws.ensure_lists("cluster:arctic-power")
     assert (
         ws.cli("contacts", "add", "a@example.org", "--list", "cluster:arctic-power").exit_code == 0
     )

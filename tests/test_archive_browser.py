@@ -28,6 +28,7 @@ def test_archive_pages_fit_375_and_800_px_with_the_picture_loaded(smtp_workspace
     server = Server.start(ws.path, ws.env())
     try:
         ws.set_config("web", "base_url", f'"http://127.0.0.1:{server.port}"')
+        ws.ensure_lists("cluster:arctic-power")
         res = ws.cli("contacts", "add", "selain@example.org", "--list", "cluster:arctic-power")
         assert res.exit_code == 0, res.stderr
         assert ws.cli("campaign", "create", str(archived_campaign(ws.path))).exit_code == 0

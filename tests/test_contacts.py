@@ -9,6 +9,12 @@ import pytest
 from tests.contacts_helpers import assert_one_line_error, rows_of, snapshot, tool_csv
 
 
+def lists_add(workspace, *refs: str) -> None:
+    """Create lists first: `contacts add --list` refuses a list that does not exist."""
+    for ref in refs:
+        assert workspace.cli("lists", "add", ref).exit_code == 0
+
+
 def db(workspace):
     return workspace.path / "mailer.db"
 
@@ -20,6 +26,7 @@ def show(workspace, email):
 
 
 def test_add_then_show_in_json(workspace):
+    lists_add(workspace, "municipality:Inari", "cluster:arctic-power")
     res = workspace.cli(
         "contacts",
         "add",
@@ -40,6 +47,7 @@ def test_add_then_show_in_json(workspace):
     assert show(workspace, "aino.aikio@example.ORG") == {
         "email": "Aino.Aikio@example.org",
         "name": "Aino Aikio",
+        "first_name": "",
         "organization": "Inarin kunta",
         "language": "se",
         "status": "subscribed",
@@ -85,6 +93,7 @@ def test_bad_add_exits_2_with_one_line_and_changes_nothing(workspace, args, frag
 
 
 def test_adding_an_existing_contact_adds_lists_and_fields(workspace):
+    lists_add(workspace, "municipality:kemi")
     workspace.cli("contacts", "add", "a@example.com")
     res = workspace.cli(
         "contacts", "add", "A@example.com", "--name", "A", "--list", "municipality:kemi"
@@ -96,13 +105,22 @@ def test_adding_an_existing_contact_adds_lists_and_fields(workspace):
 
 
 def test_list_formats_and_segment(workspace):
+    lists_add(workspace, "municipality:kemi")
     workspace.cli(
         "contacts", "add", "b@example.com", "--name", "Bo, Jr.", "--list", "municipality:kemi"
     )
     workspace.cli("contacts", "add", "a@example.com", "--lang", "sv")
     res = workspace.cli("contacts", "list")
     lines = res.stdout.splitlines()
-    assert lines[0].split() == ["email", "name", "organization", "language", "status", "lists"]
+    assert lines[0].split() == [
+        "email",
+        "name",
+        "first_name",
+        "organization",
+        "language",
+        "status",
+        "lists",
+    ]
     assert [line.split()[0] for line in lines[1:]] == ["a@example.com", "b@example.com"]
     rows = tool_csv(workspace.cli("contacts", "list", "-f", "csv").stdout)
     assert rows[1]["name"] == "Bo, Jr." and rows[1]["lists"] == "municipality:kemi"
@@ -113,6 +131,7 @@ def test_list_formats_and_segment(workspace):
     assert set(data[0]) == {
         "email",
         "name",
+        "first_name",
         "organization",
         "language",
         "status",
@@ -133,6 +152,7 @@ def test_show_unknown_contact_is_exit_2(workspace):
 
 
 def test_unsubscribe_and_resubscribe_record_events_and_change_the_count(workspace):
+    lists_add(workspace, "municipality:kemi", "cluster:x")
     workspace.cli("contacts", "add", "a@example.com", "--list", "municipality:kemi")
     assert workspace.cli("segments", "count", "municipality:kemi").stdout.strip() == "1"
     res = workspace.cli("contacts", "unsubscribe", "A@example.com")
@@ -155,6 +175,7 @@ def test_unsubscribe_and_resubscribe_record_events_and_change_the_count(workspac
 
 
 def test_forget_erases_the_person_and_refuses_them_again_in_any_form(workspace, tmp_path):
+    lists_add(workspace, "municipality:salla")
     workspace.cli(
         "contacts",
         "add",
@@ -165,7 +186,7 @@ def test_forget_erases_the_person_and_refuses_them_again_in_any_form(workspace, 
         "municipality:salla",
     )
     workspace.cli("contacts", "unsubscribe", "Äimä.Kärki@example.com")
-    res = workspace.cli("contacts", "forget", "äimä.kärki@EXAMPLE.com")
+    res = workspace.cli("contacts", "forget", "äimä.kärki@EXAMPLE.com", "--yes")
     assert res.exit_code == 0, res.stderr
     assert "Forgot" in res.stdout
     # No trace of the address or the name anywhere in the database file's tables.
@@ -188,7 +209,7 @@ def test_forget_erases_the_person_and_refuses_them_again_in_any_form(workspace, 
 
 def test_forget_survives_a_secret_rotation(workspace):
     workspace.cli("contacts", "add", "a@example.com")
-    workspace.cli("contacts", "forget", "a@example.com")
+    workspace.cli("contacts", "forget", "a@example.com", "--yes")
     workspace.set_config("web", "previous_secrets", '["test-secret-not-for-production-use-only"]')
     res = workspace.cli(
         "contacts",
@@ -204,6 +225,7 @@ def test_library_add_and_list_without_the_cli(workspace):
     from mailer.timeutil import now_utc
 
     config = workspace.config()
+    lists_add(workspace, "company:kiertotalous")
     with workspace.store() as store:
         report = add_contact(
             store, config, "x@example.org", lists=["company:kiertotalous"], now=now_utc()
@@ -228,11 +250,11 @@ def test_the_id_of_a_forgotten_contact_is_never_given_again(workspace, tmp_path)
     workspace.cli("contacts", "add", "a@example.com")
     workspace.cli("contacts", "add", "last@example.com")
     (old_id,) = rows_of(db(workspace), "SELECT max(id) FROM contacts")[0]
-    workspace.cli("contacts", "forget", "last@example.com")
+    workspace.cli("contacts", "forget", "last@example.com", "--yes")
     workspace.cli("contacts", "add", "new@example.com")
     (new_id,) = rows_of(db(workspace), "SELECT id FROM contacts WHERE email = 'new@example.com'")[0]
     assert new_id > old_id
-    workspace.cli("contacts", "forget", "new@example.com")
+    workspace.cli("contacts", "forget", "new@example.com", "--yes")
     path = tmp_path / "in.csv"
     path.write_text("email\nnewer@example.com\n", encoding="utf-8")
     workspace.cli("contacts", "import", str(path))
@@ -245,7 +267,9 @@ def test_a_forgotten_address_stays_forgotten_after_init_force(workspace, tmp_pat
     csv_file.write_text("email;name\nunohda@example.org;Unohda Minut\n", encoding="utf-8")
     env = {"MAILER_SECRET": ""}  # the secret that `init` wrote into mailer.toml is used
     assert workspace.cli("contacts", "import", str(csv_file), env=env).exit_code == 0
-    assert workspace.cli("contacts", "forget", "unohda@example.org", env=env).exit_code == 0
+    assert (
+        workspace.cli("contacts", "forget", "unohda@example.org", "--yes", env=env).exit_code == 0
+    )
     assert workspace.cli("init", str(workspace.path), "--force").exit_code == 0
     res = workspace.cli("contacts", "import", str(csv_file), env=env)
     assert res.exit_code == 0, res.stderr
@@ -255,7 +279,7 @@ def test_a_forgotten_address_stays_forgotten_after_init_force(workspace, tmp_pat
 
 def test_a_dropped_secret_is_refused_instead_of_unforgetting(workspace):
     assert workspace.cli("contacts", "add", "poistettu@example.org").exit_code == 0
-    assert workspace.cli("contacts", "forget", "poistettu@example.org").exit_code == 0
+    assert workspace.cli("contacts", "forget", "poistettu@example.org", "--yes").exit_code == 0
     rotated = {"MAILER_SECRET": "a-new-secret-without-the-old-one-0123456789"}
     res = workspace.cli("contacts", "add", "poistettu@example.org", env=rotated)
     assert res.exit_code == 2

@@ -119,6 +119,7 @@ def test_an_image_url_of_another_scheme_is_refused(workspace):
 
 
 def test_campaign_create_stores_the_picture_once_and_render_previews_it_locally(workspace):
+    workspace.ensure_lists("cluster:arctic-power")
     campaign = archived_campaign(workspace.path)
     en = campaign.parent / "news" / "strategy.en.md"
     text = en.read_text(encoding="utf-8")

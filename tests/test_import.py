@@ -187,6 +187,8 @@ def test_dry_run_reports_and_writes_nothing(workspace, tmp_path):
 
 def test_list_option_adds_every_row_and_unknown_kind_is_usage_error(workspace, tmp_path):
     path = write_csv(tmp_path / "in.csv", [["email"], ["a@example.com"], ["b@example.com"]])
+    assert workspace.cli("lists", "add", "cluster:Arctic Power").exit_code == 0
+    assert workspace.cli("lists", "add", "company:Kiertotalous Oy").exit_code == 0
     res = workspace.cli(
         "contacts",
         "import",
@@ -227,7 +229,7 @@ def test_reimport_never_resubscribes_unsubscribed_bounced_or_forgotten(workspace
     assert workspace.cli("contacts", "unsubscribe", "un@example.com").exit_code == 0
     with workspace.store() as store:
         store.conn.execute("UPDATE contacts SET status = 'bounced' WHERE email = 'bo@example.com'")
-    assert workspace.cli("contacts", "forget", "fo@example.com").exit_code == 0
+    assert workspace.cli("contacts", "forget", "fo@example.com", "--yes").exit_code == 0
     write_csv(
         path,
         [["email", "name"]] + [[f"{n.upper()}@Example.com", n] for n in ("un", "bo", "fo", "ok")],
@@ -283,6 +285,7 @@ def test_export_then_import_changes_nothing(workspace, tmp_path):
     )
     workspace.cli("contacts", "import", str(path))
     workspace.cli("lists", "add", "cluster:arctic-power", "--name", "Arctic Power | Energy")
+    workspace.cli("lists", "add", "company:renamed")
     workspace.cli("contacts", "add", "d@example.net", "--list", "company:renamed")
     workspace.cli("lists", "add", "company:renamed", "--name", "A Different Name")
     workspace.cli("contacts", "unsubscribe", "c@example.com")
@@ -303,6 +306,8 @@ def test_export_then_import_changes_nothing(workspace, tmp_path):
 
 
 def test_export_segment_limits_rows(workspace, tmp_path):
+    workspace.cli("lists", "add", "municipality:kemi")
+    workspace.cli("lists", "add", "municipality:tornio")
     workspace.cli("contacts", "add", "a@example.com", "--list", "municipality:kemi")
     workspace.cli("contacts", "add", "b@example.com", "--list", "municipality:tornio")
     res = workspace.cli("contacts", "export", "--segment", "municipality:kemi")

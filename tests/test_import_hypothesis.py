@@ -31,6 +31,9 @@ def env(tmp_path_factory):
     from mailer.audience.contacts import add_contact, forget, unsubscribe
 
     now = now_utc()
+    from mailer.audience.lists import add_list
+
+    add_list(store, config.list_kinds, "cluster:arctic-power", None, now)
     add_contact(store, config, "anna@example.com", lists=["cluster:arctic-power"], now=now)
     add_contact(store, config, "bo@example.com", now=now)
     unsubscribe(store, "bo@example.com", now=now)

@@ -43,6 +43,7 @@ def test_add_list_rename_and_remove(workspace):
     assert res.exit_code == 0 and "Added list cluster:arctic-power" in res.stdout
     assert "exists" in workspace.cli("lists", "add", "cluster:Arctic Power").stdout
     assert "Renamed" in workspace.cli("lists", "add", "cluster:arctic-power", "--name", "AP").stdout
+    workspace.cli("lists", "add", "municipality:kemi")
     workspace.cli(
         "contacts",
         "add",
@@ -61,9 +62,11 @@ def test_add_list_rename_and_remove(workspace):
     ]
     table = workspace.cli("lists", "list").stdout.splitlines()
     assert table[0].split() == ["list", "name", "members", "subscribed"]
-    res = workspace.cli("lists", "remove", "cluster:arctic-power")
+    res = workspace.cli("lists", "remove", "cluster:arctic-power", "--yes")
     assert res.exit_code == 0 and "2 members" in res.stdout
-    assert workspace.cli("segments", "count", "cluster:arctic-power").stdout.strip() == "0"
+    # A segment naming the removed list is now an error, not an empty audience.
+    gone = workspace.cli("segments", "count", "cluster:arctic-power")
+    assert gone.exit_code == 2 and "no list cluster:arctic-power" in gone.stderr
     assert json.loads(workspace.cli("contacts", "show", "a@example.com", "-f", "json").stdout)[
         "lists"
     ] == ["municipality:kemi"]

@@ -18,6 +18,7 @@ from tests.web_helpers import Server, add_contact, contact_events, insert_campai
 
 
 def test_a_segment_of_1000_terms_is_a_usage_error(workspace):
+    workspace.ensure_lists("cluster:arctic-power")
     workspace.cli("contacts", "add", "a@example.org", "--list", "cluster:arctic-power")
     huge = " or ".join(["cluster:arctic-power"] * 1000)
     for args in (
@@ -48,6 +49,7 @@ def test_an_argument_that_is_not_utf8_is_one_line(workspace):
 @pytest.mark.slow
 def test_writes_under_a_lock_held_past_the_busy_timeout_are_one_line_exit_1(workspace):
     """Waits out the real 10-second busy timeout once, with the commands side by side."""
+    workspace.ensure_lists("cluster:arctic-power")
     workspace.cli("contacts", "add", "a@example.org", "--list", "cluster:arctic-power")
     workspace.cli("contacts", "add", "b@example.org", "--list", "cluster:arctic-power")
     path = copy_campaign(workspace.path)

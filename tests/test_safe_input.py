@@ -60,6 +60,7 @@ def test_import_reports_such_cells_as_invalid_and_never_shortens_them(workspace,
 
 
 def test_test_to_with_a_smuggled_recipient_sends_nothing(workspace):
+    workspace.ensure_lists("cluster:arctic-power")
     workspace.cli("contacts", "add", "aino@example.org", "--list", "cluster:arctic-power")
     res = workspace.cli("campaign", "create", str(copy_campaign(workspace.path)))
     assert res.exit_code == 0, res.stderr

@@ -56,6 +56,8 @@ def test_values_never_reach_the_sql_text():
     ],
 )
 def test_errors_name_the_position(workspace, expression, position, fragment):
+    for ref in ("cluster:a", "municipality:b"):
+        assert workspace.cli("lists", "add", ref).exit_code == 0
     res = workspace.cli("segments", "count", expression)
     assert res.exit_code == 2
     assert_one_line_error(res.stderr, f"position {position}", fragment)
@@ -70,6 +72,15 @@ def test_deep_nesting_is_a_clean_error():
 
 def _setup(workspace):
     add = workspace.cli
+    for ref in (
+        "cluster:arctic-power",
+        "municipality:rovaniemi",
+        "municipality:kemi",
+        "company:sustainable-tourism",
+        "cluster:no-members-yet",
+        "municipality:Sodankylä",
+    ):
+        assert add("lists", "add", ref).exit_code == 0
     add(
         "contacts",
         "add",

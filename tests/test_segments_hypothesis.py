@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailer.audience.segments import compile_segment, parse_segment
+from mailer.audience.segments import parse_segment, to_sql
 from mailer.errors import SegmentError
 from mailer.store import Store
 from mailer.store import contacts as q
@@ -141,7 +141,8 @@ def test_sql_matches_the_plain_evaluator(db, people, tree, data):
                     if (kind, slug) not in lists:
                         lists[kind, slug] = q.ensure_list(conn, kind, slug, slug, now)
                     q.add_membership(conn, lists[kind, slug], cid)
-            compiled = compile_segment(conn, text, KINDS)
+            # The SQL's meaning, apart from the check that each list exists (test_segments).
+            compiled = to_sql(parse_segment(text, KINDS))
             expected_all = {p["id"] for p in people if evaluate(tree, p)}
             got_all = {
                 int(r["id"]) for r in q.select_contacts(conn, compiled.where, compiled.params)

@@ -229,7 +229,7 @@ def test_the_same_answer_for_every_kind_of_address(ws, server, sink):
         add_contact(store, kinds["unsubscribed"], status="unsubscribed")
         add_contact(store, kinds["bounced"], status="bounced")
         add_contact(store, kinds["forgotten"])
-    assert ws.cli("contacts", "forget", kinds["forgotten"]).exit_code == 0
+    assert ws.cli("contacts", "forget", kinds["forgotten"], "--yes").exit_code == 0
     post_signup(server, kinds["pending"], forwarded_for="192.0.2.1")
     wait_for_mails(sink, kinds["pending"], 1)
 

@@ -45,6 +45,8 @@ def populated(workspace, tmp_path):
         [f"p{i}@example.org", f"P {i}", "fi"] for i in range(6)
     ]
     csv_path = write_csv(tmp_path / "people.csv", rows)
+    for ref in ("cluster:north", "municipality:oulu"):
+        assert workspace.cli("lists", "add", ref).exit_code == 0
     res = workspace.cli("contacts", "import", str(csv_path), "--list", "cluster:north")
     assert res.exit_code == 0, res.stderr
     res = workspace.cli("contacts", "import", str(csv_path), "--list", "municipality:oulu")

@@ -128,7 +128,7 @@ def test_the_unsubscribes_command(workspace):
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout) == [
         {
-            "at": "2026-11-02T08:00:00Z",
+            "at": "2026-11-02T10:00:00+02:00",  # defaults.timezone, with its offset
             "action": "unsubscribe",
             "source": "one-click",
             "campaign": "2026-11",

@@ -58,6 +58,7 @@ def test_a_reader_unsubscribes_from_the_newsletter_in_a_browser(workspace, tmp_p
     try:
         workspace.set_config("web", "base_url", f'"http://127.0.0.1:{server.port}"')
         email_address = "selain.lukija@example.com"
+        assert workspace.cli("lists", "add", "cluster:Arctic Power").exit_code == 0
         res = workspace.cli(
             "contacts", "add", email_address, "--lang", "fi", "--list", "cluster:arctic-power"
         )

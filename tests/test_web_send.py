@@ -17,6 +17,7 @@ def test_the_next_send_skips_a_contact_who_unsubscribed_by_one_click(smtp_worksp
     server = Server.start(ws.path, ws.env())
     try:
         ws.set_config("web", "base_url", f'"http://127.0.0.1:{server.port}"')
+        assert ws.cli("lists", "add", "cluster:Arctic Power").exit_code == 0
         for email in ("lahtija@example.org", "jaaja@example.org"):
             res = ws.cli("contacts", "add", email, "--list", "cluster:arctic-power")
             assert res.exit_code == 0, res.stderr

@@ -40,6 +40,7 @@ class ContactView:
     language: str
     status: str
     lists: list[str] = field(default_factory=list)  # sorted KIND:SLUG
+    first_name: str = ""  # for the greeting; '' when unknown
     attributes: dict[str, Any] = field(default_factory=dict)
     last_change: Event | None = None  # the latest status event, for `show`
     consent: list[dict[str, Any]] = field(default_factory=list)  # consent history, for `show`
@@ -48,6 +49,7 @@ class ContactView:
         return {
             "email": self.email,
             "name": self.name,
+            "first_name": self.first_name,
             "organization": self.organization,
             "language": self.language,
             "status": self.status,
@@ -65,6 +67,7 @@ def _view(row: sqlite3.Row, lists: list[str]) -> ContactView:
         language=row["language"],
         status=row["status"],
         lists=lists,
+        first_name=row["first_name"],
         attributes=json.loads(row["attributes"] or "{}"),
     )
 
@@ -114,7 +117,7 @@ def add_contact(
     Refuses (InputError) an invalid address or language, an unknown list kind, and an
     address that unsubscribed, bounced or was forgotten.
     """
-    from mailer.audience.lists import parse_list_ref
+    from mailer.audience.lists import parse_list_ref, require_lists
     from mailer.store import contacts as q
 
     address = parse_address(email)
@@ -123,6 +126,7 @@ def add_contact(
     lang = _check_language(language)
     refs = [parse_list_ref(text, config.list_kinds) for text in lists]
     with store.transaction() as conn:
+        list_ids = require_lists(conn, refs)
         row = q.get_contact_by_key(conn, address.key)
         if row is None:
             if is_forgotten(conn, config, address.key):
@@ -164,14 +168,100 @@ def add_contact(
                     now=now,
                 )
                 outcome = "updated"
-        for ref in refs:
-            list_id = q.ensure_list(conn, ref.kind, ref.slug, ref.name, now)
+        for list_id in list_ids.values():
             if q.add_membership(conn, list_id, contact_id) and outcome == "unchanged":
                 outcome = "updated"
         stored = q.get_contact(conn, contact_id)
         assert stored is not None
         view = _view(stored, q.contact_lists(conn, contact_id))
     return AddReport(view, outcome)
+
+
+# --- edit ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EditReport:
+    contact: ContactView
+    changes: list[str]  # what changed, as a person reads it ("organisation 'X' → 'Y'")
+
+
+def _edited_text(option: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.replace("\r", " ").replace("\n", " ").replace("\t", " ").isprintable():
+        raise InputError(f"{option} holds control characters; write plain text")
+    return clean_line(value)
+
+
+def edit_contact(
+    store: Store,
+    config: Config,
+    email: str,
+    *,
+    name: str | None = None,
+    first_name: str | None = None,
+    organization: str | None = None,
+    language: str | None = None,
+    add_lists: Sequence[str] = (),
+    remove_lists: Sequence[str] = (),
+    now: datetime,
+) -> EditReport:
+    """Change a contact's fields and lists (its status only changes through its own commands).
+
+    A list to add must exist (NotFoundError with a suggestion); removing a list the contact
+    is not in is no error. An empty value clears a field (the name and first name).
+    """
+    from mailer.audience.lists import parse_list_ref, require_lists
+    from mailer.store import contacts as q
+
+    address = parse_address(email)
+    fields = {
+        "name": _edited_text("--name", name),
+        "first name": _edited_text("--first-name", first_name),
+        "organisation": _edited_text("--org", organization),
+        "language": _check_language(language),
+    }
+    adds = [parse_list_ref(text, config.list_kinds) for text in add_lists]
+    removes = [parse_list_ref(text, config.list_kinds) for text in remove_lists]
+    with store.transaction() as conn:
+        row = q.get_contact_by_key(conn, address.key)
+        if row is None:
+            if is_forgotten(conn, config, address.key):
+                raise ConflictError(f"{address.email} was forgotten; there is nothing to edit")
+            raise NotFoundError(f"no contact {address.email}")
+        contact_id = int(row["id"])
+        add_ids = require_lists(conn, adds)
+        ids = q.all_list_ids(conn)
+        old = {
+            "name": row["name"],
+            "first name": row["first_name"],
+            "organisation": row["organization"],
+            "language": row["language"],
+        }
+        new = {key: old[key] if value is None else value for key, value in fields.items()}
+        changes = [f"{key} {old[key]!r} → {new[key]!r}" for key in old if new[key] != old[key]]
+        if changes:
+            q.update_contact(
+                conn,
+                contact_id,
+                name=new["name"],
+                organization=new["organisation"],
+                language=new["language"],
+                attributes=json.loads(row["attributes"] or "{}"),
+                first_name=new["first name"],
+                now=now,
+            )
+        for (kind, slug), list_id in add_ids.items():
+            if q.add_membership(conn, list_id, contact_id):
+                changes.append(f"+ {kind}:{slug}")
+        for gone in removes:
+            found = ids.get((gone.kind, gone.slug))
+            if found is not None and q.remove_membership(conn, found, contact_id):
+                changes.append(f"- {gone}")
+        stored = q.get_contact(conn, contact_id)
+        assert stored is not None
+        return EditReport(_view(stored, q.contact_lists(conn, contact_id)), changes)
 
 
 # --- list, show, export -------------------------------------------------------------------

@@ -12,31 +12,30 @@ from __future__ import annotations
 import gc
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailer.addresses import (
-    InvalidAddress,
-    ascii_form,
-    clean_line,
-    has_control,
-    parse_address,
-    suppression_hash,
+from mailer.addresses import suppression_hash
+from mailer.audience.lists import ListRef, parse_list_ref
+from mailer.audience.sheet import (
+    DAMAGED,
+    Columns,
+    InvalidRow,
+    looks_damaged,
+    map_columns,
+    parse_row,
+    read_rows,
+    sync_kinds,
 )
-from mailer.audience.languages import EXACT_CELLS as EXACT_LANGUAGE_CELLS
-from mailer.audience.languages import parse_language
-from mailer.audience.lists import ListRef, parse_list_ref, slugify
-from mailer.audience.sheet import Columns, map_columns, read_rows
 from mailer.audience.staging import Row as _Row
 from mailer.audience.staging import Stage
 from mailer.audience.subscriptions import SUBSCRIBED, change_status, move_refusal
 from mailer.audience.suppressions import suppression_secrets
-from mailer.errors import AddressError, FileInputError, InputError, MailerError
-from mailer.files import csv_bytes, plain_cell, write_atomic
-from mailer.states import ContactStatus
+from mailer.errors import FileInputError, InputError, MailerError
+from mailer.files import csv_bytes, write_atomic
 from mailer.store import contacts as q
 from mailer.store import signups as q_signups
 from mailer.timeutil import to_db
@@ -62,13 +61,10 @@ def _to_json(attributes: dict[str, Any]) -> str:
     return _json_encode(attributes)
 
 
-_STATUSES = tuple(status.value for status in ContactStatus)
-
-
 @dataclass(frozen=True)
 class RowProblem:
     row: int  # spreadsheet row number; the header is row 1
-    outcome: str  # 'invalid', 'duplicate' or 'suppressed'
+    outcome: str  # 'invalid', 'duplicate', 'suppressed', or 'warning' (imported, but look)
     email: str
     reason: str
 
@@ -87,6 +83,8 @@ class ImportReport:
     suppressed: int = 0
     lists_created: list[str] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about the header (see Columns.notes)
+    changes: list[RowProblem] = field(default_factory=list)  # outcome 'updated': what changed
     dry_run: bool = False
     written: bool = False
 
@@ -119,6 +117,8 @@ class ImportReport:
             "suppressed": self.suppressed,
             "lists_created": self.lists_created,
             "problems": [p.__dict__ for p in self.problems],
+            "notes": list(self.notes),
+            "changes": [p.__dict__ for p in self.changes],
             "dry_run": self.dry_run,
         }
 
@@ -131,110 +131,6 @@ class StrictImportError(InputError):
             f"{report.invalid} invalid row(s); nothing written (--strict)", where=report.path
         )
         self.report = report
-
-
-# --- one row ------------------------------------------------------------------------------
-
-
-class _Invalid(Exception):
-    def __init__(self, email: str, reason: str) -> None:
-        self.email = email
-        self.reason = reason
-
-
-def _parse_row(
-    number: int,
-    record: list[str],
-    joined: str,
-    columns: Columns,
-    extra_lists: Sequence[ListRef],
-) -> _Row:
-    width = columns.width
-    if joined.isprintable() and "  " not in joined:
-        cells = [cell.strip() for cell in record]  # no line break or double space anywhere
-    else:
-        cells = [clean_line(cell) if cell else "" for cell in record]
-        bad = next((cell for cell in cells if has_control(cell)), None)
-        if bad is not None:  # C1 controls and bidi overrides (C0 ones fail the whole file)
-            raise _Invalid("", "a cell contains a control character")
-    if "'" in joined:  # CSV written by the tool: drop the `'` it put before a formula
-        cells = [plain_cell(cell) for cell in cells]
-    if len(cells) < width:
-        cells.extend([""] * (width - len(cells)))
-    fields = columns.fields
-    raw_email = cells[fields["email"]]
-    if len(cells) > width and any(cells[width:]):
-        raise _Invalid(raw_email, f"{len(cells)} cells but the header has {width}")
-    if not raw_email:
-        raise _Invalid("", "no e-mail address")
-    try:
-        address = parse_address(raw_email)
-    except AddressError as exc:
-        raise _Invalid(
-            raw_email, exc.reason if isinstance(exc, InvalidAddress) else exc.message
-        ) from None
-    index = fields.get("language")
-    language = _language_cell(cells[index], address.email) if index is not None else None
-    index = fields.get("status")
-    status = _status_cell(cells[index], address.email) if index is not None else None
-    lists = _list_cells(cells, columns.kinds, address.email)
-    for ref in extra_lists:
-        lists.setdefault((ref.kind, ref.slug), ref.name)
-    attributes = {key: cells[i] for i, key in columns.attributes.items() if cells[i]}
-    index = fields.get("name")
-    name = cells[index] if index is not None else ""
-    index = fields.get("organization")
-    return _Row(
-        number,
-        address.email,
-        ascii_form(address),
-        address.key,
-        name or address.display_name,
-        cells[index] if index is not None else "",
-        language,
-        status,
-        lists,
-        attributes,
-    )
-
-
-def _language_cell(cell: str, email: str) -> str | None:
-    if not cell:
-        return None
-    language = EXACT_LANGUAGE_CELLS.get(cell)
-    if language is not None:
-        return language
-    try:
-        return parse_language(cell)
-    except ValueError as exc:
-        raise _Invalid(email, str(exc)) from None
-
-
-def _status_cell(cell: str, email: str) -> str | None:
-    status = cell.lower()
-    if not status:
-        return None
-    if status not in _STATUSES:
-        raise _Invalid(email, f"status {status!r} is not one of {', '.join(_STATUSES)}")
-    return status
-
-
-def _list_cells(cells: list[str], kinds: dict[int, str], email: str) -> dict[tuple[str, str], str]:
-    """The lists a row's cells name: (kind, slug) -> display name."""
-    lists: dict[tuple[str, str], str] = {}
-    for index, kind in kinds.items():
-        text = cells[index]
-        if not text:
-            continue
-        for part in text.split("|"):
-            display = part.strip()
-            if not display:
-                continue
-            slug = slugify(display)
-            if not slug:
-                raise _Invalid(email, f"list name {display!r} has no letters or digits")
-            lists.setdefault((kind, slug), display)
-    return lists
 
 
 # --- the import ---------------------------------------------------------------------------
@@ -251,39 +147,47 @@ def import_contacts(
     now: datetime,
     secrets: Sequence[bytes] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    sync_lists: Iterable[str] = (),
 ) -> ImportReport:
     """Import the CSV file at `path` in one transaction and return what happened per row.
 
-    `lists` are `KIND:SLUG` lists every imported row joins. With `strict`, any invalid row
-    raises StrictImportError and nothing is written; with `dry_run`, nothing is written.
-    `progress(done, total)` is called now and then while rows are checked.
+    `lists` are existing `KIND:SLUG` lists every imported row joins. With `strict`, any
+    invalid row raises StrictImportError and nothing is written; with `dry_run`, nothing is
+    written. `sync_lists` are kinds for which the sheet is authoritative: a contact in it
+    leaves the lists of that kind its row no longer names. `progress(done, total)` is
+    called now and then while rows are checked.
     """
     was_enabled = gc.isenabled()
     # Bulk parsing makes ~10 objects per row and keeps them all; the cyclic collector
     # would rescan them over and over (about a third of the import's time) for no gain.
     gc.disable()
     try:
-        return _import(store, config, Path(path), lists, strict, dry_run, now, secrets, progress)
+        options = _Options(lists, strict, dry_run, now, secrets, progress, sync_lists)
+        return _import(store, config, Path(path), options)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _import(
-    store: Store,
-    config: Config,
-    path: Path,
-    lists: Iterable[str],
-    strict: bool,
-    dry_run: bool,
-    now: datetime,
-    secrets: Sequence[bytes] | None,
-    progress: Callable[[int, int], None] | None,
-) -> ImportReport:
+@dataclass(frozen=True)
+class _Options:
+    lists: Iterable[str]
+    strict: bool
+    dry_run: bool
+    now: datetime
+    secrets: Sequence[bytes] | None
+    progress: Callable[[int, int], None] | None
+    sync_lists: Iterable[str]
+
+
+def _import(store: Store, config: Config, path: Path, options: _Options) -> ImportReport:
+    from mailer.audience.lists import require_lists
+
     kinds = config.list_kinds
-    extra = [parse_list_ref(text, kinds) for text in lists]
+    extra = [parse_list_ref(text, kinds) for text in options.lists]
+    require_lists(store.conn, extra)
     encoding, delimiter, records, lines = read_rows(path)
-    report = ImportReport(str(path), encoding, delimiter, dry_run=dry_run)
+    report = ImportReport(str(path), encoding, delimiter, dry_run=options.dry_run)
 
     # The header is the first non-blank record; blank rows count as spreadsheet rows.
     numbered = enumerate(records, start=1)
@@ -291,7 +195,8 @@ def _import(
     if header is None:
         raise FileInputError("no header row", where=str(path))
     columns = map_columns(header[1], kinds, str(path))
-    first, total = header[0] + 1, max(lines - header[0], 0)
+    sync = sync_kinds(options.sync_lists, kinds, columns)
+    report.notes = columns.notes()
 
     # Phase 1, outside any transaction: check every row, stage the first of each address
     # (a TEMP table, so memory stays flat) and count the rest as duplicates.
@@ -299,35 +204,64 @@ def _import(
     q.stage_open(conn)
     try:
         stage = Stage(conn, report.duplicate_of)
-        for number, record in numbered:
-            if progress is not None and (number - first) % 5000 == 0:
-                progress(min(number - first, total), total)  # rows checked so far
-            joined = "".join(record)
-            if not joined.strip():
-                continue
-            report.rows += 1
-            try:
-                row = _parse_row(number, record, joined, columns, extra)
-            except _Invalid as bad:
-                report.invalid += 1
-                report.problems.append(RowProblem(number, "invalid", bad.email, bad.reason))
-                continue
-            stage.add(row)
-        stage.finish()
-        if progress is not None:
-            progress(total, total)
-        if strict and report.invalid:
+        _check_rows(
+            numbered,
+            header[0] + 1,
+            max(lines - header[0], 0),
+            columns,
+            extra,
+            options.progress,
+            report,
+            stage,
+        )
+        if options.strict and report.invalid:
             raise StrictImportError(report)
         # Phase 2: one transaction, the staged rows planned and written a chunk at a time.
+        batches = stage.batches()
         try:
             with store.transaction() as conn:
-                _plan_and_apply(conn, config, path, report, stage.batches(), secrets, now, dry_run)
+                _plan_and_apply(conn, config, path, report, batches, sync, options)
         except sqlite3.Error as exc:
             raise MailerError(f"database error, nothing imported: {exc}", where=str(path)) from None
+        finally:
+            batches.close()  # its cursor on the staging table, else the table stays locked
     finally:
         q.stage_close(conn)
     report.problems.sort(key=lambda p: p.row)
+    report.changes.sort(key=lambda change: change.row)
     return report
+
+
+def _check_rows(
+    numbered: Iterator[tuple[int, list[str]]],
+    first: int,
+    total: int,
+    columns: Columns,
+    extra: Sequence[ListRef],
+    progress: Callable[[int, int], None] | None,
+    report: ImportReport,
+    stage: Stage,
+) -> None:
+    """Check every data row; stage the valid ones (the stage counts the duplicates)."""
+    for number, record in numbered:
+        if progress is not None and (number - first) % 5000 == 0:
+            progress(min(number - first, total), total)  # rows checked so far
+        joined = "".join(record)
+        if not joined.strip():
+            continue
+        report.rows += 1
+        try:
+            row = parse_row(number, record, joined, columns, extra)
+        except InvalidRow as bad:
+            report.invalid += 1
+            report.problems.append(RowProblem(number, "invalid", bad.email, bad.reason))
+            continue
+        if looks_damaged(row.email):
+            report.problems.append(RowProblem(number, "warning", row.email, DAMAGED))
+        stage.add(row)
+    stage.finish()
+    if progress is not None:
+        progress(total, total)
 
 
 def _plan_and_apply(
@@ -336,14 +270,14 @@ def _plan_and_apply(
     path: Path,
     report: ImportReport,
     batches: Iterable[list[_Row]],
-    secrets: Sequence[bytes] | None,
-    now: datetime,
-    dry_run: bool,
+    sync: set[str],
+    options: _Options,
 ) -> None:
     q.use_bulk_cache(conn)
-    plan = _Plan(conn, config, path, report, now)
+    plan = _Plan(conn, config, path, report, options.now)
+    plan.sync = sync
     if plan.suppressed:  # the secrets are needed only to recognise forgotten addresses
-        plan.secrets = suppression_secrets(conn, config, secrets)
+        plan.secrets = suppression_secrets(conn, config, options.secrets)
     any_contacts = q.has_contacts(conn)  # before the import: else every address is new
     created: dict[tuple[str, str], str] = {}
     for batch in batches:
@@ -359,12 +293,13 @@ def _plan_and_apply(
                 plan.known_contact(row, old)
         plan.new_contacts(fresh)
         created.update(plan.new_lists)
-        if not dry_run:
-            plan.apply(conn, now)
+        if not options.dry_run:
+            plan.apply(conn, options.now)
             plan.new_lists = {}
         plan.inserts, plan.updates, plan.moves, plan.wanted = [], [], [], []
+        plan.unwanted = []
     report.lists_created = sorted(f"{kind}:{slug}" for kind, slug in created)
-    report.written = not dry_run
+    report.written = not options.dry_run
 
 
 class _Plan:
@@ -393,6 +328,8 @@ class _Plan:
         self.updates: list[tuple[Any, ...]] = []
         self.moves: list[tuple[int, str, int]] = []  # (contact_id, new status, row number)
         self.wanted: list[tuple[tuple[str, str], int]] = []  # ((kind, slug), contact_id)
+        self.unwanted: list[tuple[int, int]] = []  # (list_id, contact_id), for --sync-lists
+        self.sync: set[str] = set()  # kinds the sheet is authoritative for
         self.new_lists: dict[tuple[str, str], str] = {}
         self.departed = q_signups.departures(conn)  # lists people left on the preference page
 
@@ -438,6 +375,7 @@ class _Plan:
                     stamp,
                     stamp,
                     stamp,
+                    row.first_name,
                 )
             )
             if row.status is not None and row.status != SUBSCRIBED:
@@ -455,34 +393,69 @@ class _Plan:
         if old_status != SUBSCRIBED and row.status in (None, SUBSCRIBED):
             self._problem(row, f"{old_status}; not re-subscribed")
             return
-        moves = False
+        moved = False
         if row.status is not None and row.status != old_status:
             refused = move_refusal(old_status, row.status, "import")
             if refused:
                 self._problem(row, refused)
                 return
             self.moves.append((contact_id, row.status, row.number))
-            moves = True
-        name = row.name or old["name"]
-        organization = row.organization or old["organization"]
-        language = row.language or old["language"]
-        old_attributes = json.loads(old["attributes"] or "{}")
-        attributes = {**old_attributes, **row.attributes}
+            moved = True
+        changed = self._fields(row, old, contact_id)
         have = {self.ref_of[i] for i in self.current.get(contact_id, ())}
         missing = [ref for ref in row.lists if ref not in have]
         if self.departed:
             missing = self._not_departed(row, contact_id, missing)
-        fields = (name, organization, language, attributes)
-        if fields != (old["name"], old["organization"], old["language"], old_attributes):
-            self.updates.append(
-                (name, organization, language, _to_json(attributes), self.stamp, contact_id)
-            )
-            moves = True
+        leaving = sorted(ref for ref in have if ref[0] in self.sync and ref not in row.lists)
         self._want(missing, row, contact_id)
-        if moves or missing:
+        self.unwanted += [(self.list_ids[ref], contact_id) for ref in leaving]
+        changed += [f"+ {kind}:{slug}" for kind, slug in missing]
+        changed += [f"- {kind}:{slug}" for kind, slug in leaving]
+        if moved:
+            changed.append(f"status {old_status} → {row.status}")
+        if changed:
             self.report.updated += 1
+            self.report.changes.append(
+                RowProblem(row.number, "updated", row.email, "; ".join(changed))
+            )
         else:
             self.report.unchanged += 1
+
+    def _fields(self, row: _Row, old: sqlite3.Row, contact_id: int) -> list[str]:
+        """Plan the update of a known contact's fields; describe what changes."""
+        old_attributes = json.loads(old["attributes"] or "{}")
+        before = {
+            "name": old["name"],
+            "first name": old["first_name"],
+            "organisation": old["organization"],
+            "language": old["language"],
+        }
+        after = {
+            "name": row.name or old["name"],
+            "first name": row.first_name or old["first_name"],
+            "organisation": row.organization or old["organization"],
+            "language": row.language or old["language"],
+        }
+        changed = [f"{k} {before[k]!r} → {after[k]!r}" for k in before if before[k] != after[k]]
+        changed += [
+            f"{k} {old_attributes.get(k, '')!r} → {v!r}"
+            for k, v in row.attributes.items()
+            if old_attributes.get(k) != v
+        ]
+        if changed:
+            attributes = {**old_attributes, **row.attributes}
+            self.updates.append(
+                (
+                    after["name"],
+                    after["organisation"],
+                    after["language"],
+                    _to_json(attributes),
+                    self.stamp,
+                    after["first name"],
+                    contact_id,
+                )
+            )
+        return changed
 
     def _not_departed(
         self, row: _Row, contact_id: int, refs: list[tuple[str, str]]
@@ -521,6 +494,7 @@ class _Plan:
                     "contacts changed during the import; nothing imported; run it again"
                 )
         q.add_memberships_many(conn, [(self.list_ids[ref], cid) for ref, cid in self.wanted])
+        q.remove_memberships_many(conn, self.unwanted)
 
 
 def write_report(report: ImportReport, target: str | Path, delimiter: str = ";") -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailer.errors import ConflictError, InputError, NotFoundError
 
@@ -69,6 +69,31 @@ def parse_list_ref(text: str, kinds: Sequence[str]) -> ListRef:
     return ListRef(kind, slug, name)
 
 
+def suggestion(ref: str, existing: Sequence[str], *, create: bool = True) -> str:
+    """The tail of a "no list X" message: `; did you mean Y?` for a near miss, and (with
+    `create`) how to make the list when it is really new."""
+    import difflib
+
+    close = difflib.get_close_matches(ref, existing, n=1, cutoff=0.75)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    if create:
+        hint += f" (a new list: create it first with `mailer lists add {ref}`)"
+    return hint
+
+
+def require_lists(conn: Any, refs: Sequence[ListRef]) -> dict[tuple[str, str], int]:
+    """The ids of `refs`; NotFoundError naming the first that does not exist, with a
+    suggestion (a typo'd `--list` must never quietly create a list)."""
+    from mailer.store import contacts as q
+
+    ids = q.all_list_ids(conn)
+    for ref in refs:
+        if (ref.kind, ref.slug) not in ids:
+            names = [f"{k}:{s}" for k, s in sorted(ids)]
+            raise NotFoundError(f"no list {ref}" + suggestion(str(ref), names))
+    return {(ref.kind, ref.slug): ids[(ref.kind, ref.slug)] for ref in refs}
+
+
 @dataclass(frozen=True)
 class ListInfo:
     kind: str
@@ -127,6 +152,18 @@ def add_list(
             q.rename_list(conn, int(row["id"]), display)
             return ListChange(str(ref), display, created=False, renamed=True)
         return ListChange(str(ref), row["name"], created=False)
+
+
+def find_list(store: Store, kinds: Sequence[str], text: str) -> ListInfo:
+    """List KIND:SLUG with its member counts; NotFoundError when there is none."""
+    from mailer.store import contacts as q
+
+    ref = parse_list_ref(text, kinds)
+    row = q.get_list(store.conn, ref.kind, ref.slug)
+    if row is None:
+        raise NotFoundError(f"no list {ref}")
+    members, subscribed = q.list_member_counts(store.conn, int(row["id"]))
+    return ListInfo(ref.kind, ref.slug, row["name"], members, subscribed)
 
 
 def remove_list(store: Store, kinds: Sequence[str], text: str) -> ListInfo:

@@ -99,6 +99,39 @@ def _tokens(expression: str) -> list[_Token]:
     return out
 
 
+@dataclass(frozen=True)
+class KnownLists:
+    """The lists that exist, so that a parse can refuse a typo'd one where it is written."""
+
+    refs: frozenset[tuple[str, str]]
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(kind for kind, _ in self.refs)
+
+    def problem(self, kind: str, slug: str) -> str | None:
+        """Why KIND:SLUG (or KIND:*) cannot be used, or None when it can."""
+        from mailer.audience.lists import suggestion
+
+        if slug == "*":
+            if kind in self.kinds:
+                return None
+            return (
+                f"there are no {kind} lists, so {kind}:* matches nobody (see `mailer lists list`)"
+            )
+        if (kind, slug) in self.refs:
+            return None
+        names = [f"{k}:{s}" for k, s in sorted(self.refs)]
+        return f"no list {kind}:{slug}" + suggestion(f"{kind}:{slug}", names, create=False)
+
+
+def known_lists(conn: sqlite3.Connection) -> KnownLists:
+    """The lists in the database, for `parse_segment(known=…)`."""
+    from mailer.store import contacts as q_contacts
+
+    return KnownLists(frozenset(q_contacts.all_list_ids(conn)))
+
+
 class _Parser:
     def __init__(
         self,
@@ -107,9 +140,11 @@ class _Parser:
         resolve: Any,
         context: str,
         depth: int,
+        known: KnownLists | None = None,
     ) -> None:
         self.expression = expression
         self.kinds = tuple(kinds)
+        self.known = known  # the existing lists; None: any list is accepted (form only)
         self.resolve = resolve  # name -> Node (for @name), or None
         self.context = context  # prefix for errors inside a saved segment
         self.depth = depth
@@ -213,12 +248,16 @@ class _Parser:
         if kind not in self.kinds:
             raise self.error(token, f"unknown list kind {kind!r} (kinds: {', '.join(self.kinds)})")
         if value == "*":
-            return ListAtom(kind, "*")
-        from mailer.audience.lists import slugify
+            slug = "*"
+        else:
+            from mailer.audience.lists import slugify
 
-        slug = slugify(value)
-        if not slug:
-            raise self.error(token, f"{word!r} has no list name after the colon")
+            slug = slugify(value)
+            if not slug:
+                raise self.error(token, f"{word!r} has no list name after the colon")
+        problem = self.known.problem(kind, slug) if self.known is not None else None
+        if problem:
+            raise self.error(token, problem)
         return ListAtom(kind, slug)
 
 
@@ -226,9 +265,14 @@ def parse_segment(
     expression: str,
     kinds: Sequence[str],
     saved: Any = None,
+    known: KnownLists | None = None,
 ) -> Node:
-    """Parse `expression`; `saved(name) -> str | None` looks up `@name` (None: not allowed)."""
-    return _parse(expression, kinds, saved, "", 0, ())
+    """Parse `expression`; `saved(name) -> str | None` looks up `@name` (None: not allowed).
+
+    With `known`, a list that does not exist and a `KIND:*` with no lists are errors that
+    say where they are written (with a suggestion for a typo).
+    """
+    return _parse(expression, kinds, saved, "", 0, (), known)
 
 
 def _parse(
@@ -238,6 +282,7 @@ def _parse(
     context: str,
     depth: int,
     stack: tuple[str, ...],
+    known: KnownLists | None = None,
 ) -> Node:
     def resolve(name: str, token: _Token, parser: _Parser) -> Node:
         if name in stack:
@@ -248,11 +293,30 @@ def _parse(
         text = saved(name)
         if text is None:
             raise parser.error(token, f"no saved segment named {name!r}")
-        return _parse(text, kinds, saved, f"{context}@{name} ", depth + 1, (*stack, name))
+        return _parse(text, kinds, saved, f"{context}@{name} ", depth + 1, (*stack, name), known)
 
     return _Parser(
-        expression, kinds, resolve if saved is not None else None, context, depth
+        expression, kinds, resolve if saved is not None else None, context, depth, known
     ).parse()
+
+
+def to_text(node: Node) -> str:
+    """The expression a parsed segment stands for, saved segments written out in full."""
+
+    def inner(n: Node) -> str:
+        return f"({to_text(n)})" if isinstance(n, (And, Or)) else to_text(n)
+
+    if isinstance(node, ListAtom):
+        return f"{node.kind}:{node.slug}"
+    if isinstance(node, LangAtom):
+        return f"lang:{node.language}"
+    if isinstance(node, AllAtom):
+        return "all"
+    if isinstance(node, Not):
+        return f"not {inner(node.operand)}"
+    if isinstance(node, And):
+        return " and ".join(inner(o) for o in node.operands)
+    return " or ".join(inner(o) if isinstance(o, Or) else to_text(o) for o in node.operands)
 
 
 # --- compiling ----------------------------------------------------------------------------
@@ -339,9 +403,15 @@ def compile_segment(conn: sqlite3.Connection, expression: str, kinds: Sequence[s
 
     The status filter is not included. Raises SegmentError naming the position.
     """
+    return to_sql(parse_with_lists(conn, expression, kinds))
+
+
+def parse_with_lists(conn: sqlite3.Connection, expression: str, kinds: Sequence[str]) -> Node:
+    """Parse `expression` against the database: saved segments resolved, lists checked."""
     from mailer.store import segments as q
 
-    return to_sql(_small(parse_segment(expression, kinds, lambda name: q.get_segment(conn, name))))
+    saved = lambda name: q.get_segment(conn, name)  # noqa: E731
+    return _small(parse_segment(expression, kinds, saved, known_lists(conn)))
 
 
 def _small(node: Node) -> Node:
@@ -354,6 +424,11 @@ def _small(node: Node) -> Node:
             " use `KIND:*`, or lists that gather the contacts, instead"
         )
     return node
+
+
+def expand_segment(conn: sqlite3.Connection, expression: str, kinds: Sequence[str]) -> str:
+    """The expression with every @name written out (what a campaign stores), checked."""
+    return to_text(parse_with_lists(conn, expression, kinds))
 
 
 # --- the `segments` commands' core --------------------------------------------------------
@@ -405,7 +480,7 @@ def save_segment(
         def saved(n: str) -> str | None:
             return lookup[n] if n in lookup else q.get_segment(conn, n)
 
-        compiled = to_sql(_small(parse_segment(expression, kinds, saved)))
+        compiled = to_sql(_small(parse_segment(expression, kinds, saved, known_lists(conn))))
         count = q.count_matching(conn, compiled.where, compiled.params)
         q.save_segment(conn, name, expression, now)
         if existing is not None and existing == expression:

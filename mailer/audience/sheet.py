@@ -1,4 +1,5 @@
-"""Reading a spreadsheet's CSV export: encoding, delimiter, and what each column holds.
+"""Reading a spreadsheet's CSV export: encoding, delimiter, what each column holds, and
+each data row checked into a staging Row (`parse_row`).
 
 UTF-8 (with or without BOM), UTF-16 with BOM, or cp1252; `,` `;` or tab delimited (or
 Excel's `sep=` line); headers in Finnish, Swedish or English.
@@ -10,15 +11,28 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailer.addresses import clean_line
-from mailer.errors import FileInputError
+from mailer.addresses import (
+    InvalidAddress,
+    ascii_form,
+    clean_line,
+    has_control,
+    parse_address,
+)
+from mailer.audience.languages import EXACT_CELLS as EXACT_LANGUAGE_CELLS
+from mailer.audience.languages import parse_language
+from mailer.audience.lists import ListRef, slugify
+from mailer.audience.staging import Row
+from mailer.errors import AddressError, FileInputError, InputError
 from mailer.files import plain_cell
+from mailer.states import ContactStatus
 
-FIELDS = ("email", "name", "organization", "language", "status")
+_STATUSES = tuple(status.value for status in ContactStatus)
+
+FIELDS = ("email", "name", "first_name", "last_name", "organization", "language", "status")
 
 # Header aliases, compared case-insensitively with spaces, '-', '_' and '.' removed.
 _FIELD_ALIASES: dict[str, tuple[str, ...]] = {
@@ -34,6 +48,9 @@ _FIELD_ALIASES: dict[str, tuple[str, ...]] = {
         "emailaddress",
     ),
     "name": ("nimi", "namn", "name", "fullname", "kokonimi"),
+    # A first and a last name column make the name; the first name is kept for the greeting.
+    "first_name": ("etunimi", "förnamn", "fornamn", "firstname", "givenname"),
+    "last_name": ("sukunimi", "efternamn", "lastname", "surname", "familyname"),
     "organization": ("organisaatio", "organisation", "organization", "org"),
     "language": ("kieli", "språk", "sprak", "language", "lang"),
     "status": ("tila", "status"),
@@ -111,6 +128,22 @@ class Columns:
     kinds: dict[int, str]  # column index -> list kind
     attributes: dict[int, str]  # column index -> attribute key (the header as written)
     width: int
+
+    def notes(self) -> list[str]:
+        """What a person should know about the header: columns kept as attributes, and a
+        missing name or list column (a renamed header is easy to miss)."""
+        out = []
+        if self.attributes:
+            out.append("kept as attributes: " + ", ".join(self.attributes.values()))
+        if not {"name", "first_name", "last_name"} & set(self.fields):
+            out.append(
+                "no name column (nimi, namn, name, or etunimi and sukunimi): names stay as they are"
+            )
+        if not self.kinds:
+            out.append(
+                "no list column (klusterit, kunta, yritys, …): rows join only the --list lists"
+            )
+        return out
 
 
 def map_columns(header: Sequence[str], kinds: Sequence[str], where: str) -> Columns:
@@ -213,3 +246,147 @@ def _records(text: str, delimiter: str, where: str) -> Iterator[list[str]]:
         yield from reader
     except csv.Error as exc:
         raise FileInputError(f"broken CSV: {exc}", where=f"{where}:{reader.line_num}") from None
+
+
+# --- one row ------------------------------------------------------------------------------
+
+
+class InvalidRow(Exception):
+    """A data row that cannot be imported: its e-mail cell as written, and why."""
+
+    def __init__(self, email: str, reason: str) -> None:
+        self.email = email
+        self.reason = reason
+
+
+def parse_row(
+    number: int,
+    record: list[str],
+    joined: str,
+    columns: Columns,
+    extra_lists: Sequence[ListRef],
+) -> Row:
+    """A data row checked: its cells cleaned, address parsed, lists and fields read."""
+    width = columns.width
+    if joined.isprintable() and "  " not in joined:
+        cells = [cell.strip() for cell in record]  # no line break or double space anywhere
+    else:
+        cells = [clean_line(cell) if cell else "" for cell in record]
+        bad = next((cell for cell in cells if has_control(cell)), None)
+        if bad is not None:  # C1 controls and bidi overrides (C0 ones fail the whole file)
+            raise InvalidRow("", "a cell contains a control character")
+    if "'" in joined:  # CSV written by the tool: drop the `'` it put before a formula
+        cells = [plain_cell(cell) for cell in cells]
+    if len(cells) < width:
+        cells.extend([""] * (width - len(cells)))
+    fields = columns.fields
+    raw_email = cells[fields["email"]]
+    if len(cells) > width and any(cells[width:]):
+        raise InvalidRow(raw_email, f"{len(cells)} cells but the header has {width}")
+    if not raw_email:
+        raise InvalidRow("", "no e-mail address")
+    try:
+        address = parse_address(raw_email)
+    except AddressError as exc:
+        raise InvalidRow(
+            raw_email, exc.reason if isinstance(exc, InvalidAddress) else exc.message
+        ) from None
+    index = fields.get("language")
+    language = _language_cell(cells[index], address.email) if index is not None else None
+    index = fields.get("status")
+    status = _status_cell(cells[index], address.email) if index is not None else None
+    lists = _list_cells(cells, columns.kinds, address.email)
+    for ref in extra_lists:
+        lists.setdefault((ref.kind, ref.slug), ref.name)
+    attributes = {key: cells[i] for i, key in columns.attributes.items() if cells[i]}
+    name, first_name = _names(cells, fields)
+    index = fields.get("organization")
+    return Row(
+        number,
+        address.email,
+        ascii_form(address),
+        address.key,
+        name or address.display_name,
+        cells[index] if index is not None else "",
+        language,
+        status,
+        lists,
+        attributes,
+        first_name,
+    )
+
+
+def _names(cells: list[str], fields: dict[str, int]) -> tuple[str, str]:
+    """(name, first name): the name column, else the first and last name joined."""
+    index = fields.get("name")
+    name = cells[index] if index is not None else ""
+    index = fields.get("first_name")
+    first = cells[index] if index is not None else ""
+    index = fields.get("last_name")
+    last = cells[index] if index is not None else ""
+    return name or " ".join(part for part in (first, last) if part), first
+
+
+def _language_cell(cell: str, email: str) -> str | None:
+    if not cell:
+        return None
+    language = EXACT_LANGUAGE_CELLS.get(cell)
+    if language is not None:
+        return language
+    try:
+        return parse_language(cell)
+    except ValueError as exc:
+        raise InvalidRow(email, str(exc)) from None
+
+
+def _status_cell(cell: str, email: str) -> str | None:
+    status = cell.lower()
+    if not status:
+        return None
+    if status not in _STATUSES:
+        raise InvalidRow(email, f"status {status!r} is not one of {', '.join(_STATUSES)}")
+    return status
+
+
+def _list_cells(cells: list[str], kinds: dict[int, str], email: str) -> dict[tuple[str, str], str]:
+    """The lists a row's cells name: (kind, slug) -> display name."""
+    lists: dict[tuple[str, str], str] = {}
+    for index, kind in kinds.items():
+        text = cells[index]
+        if not text:
+            continue
+        for part in text.split("|"):
+            display = part.strip()
+            if not display:
+                continue
+            slug = slugify(display)
+            if not slug:
+                raise InvalidRow(email, f"list name {display!r} has no letters or digits")
+            lists.setdefault((kind, slug), display)
+    return lists
+
+
+# An address whose letters a wrong encoding replaced: `elle.n?kkalaj?rvi@…` (cp1252 → ASCII)
+# or U+FFFD (UTF-8 read as something else). Both are valid addresses, so only a warning.
+DAMAGED = "looks damaged by a wrong encoding ('?' where a letter was); check it in the sheet"
+
+
+def looks_damaged(email: str) -> bool:
+    local, _, domain = email.rpartition("@")
+    return "\ufffd" in email or ("?" in local and any(ch.isalpha() for ch in local))
+
+
+def sync_kinds(sync_lists: Iterable[str], kinds: Sequence[str], columns: Columns) -> set[str]:
+    """The kinds `--sync-lists` names, each configured and with a column in the sheet."""
+    out = set()
+    for text in sync_lists:
+        kind = text.strip().lower().removesuffix(":*")
+        if kind not in kinds:
+            raise InputError(f"--sync-lists {text!r}: not a list kind (kinds: {', '.join(kinds)})")
+        if kind not in columns.kinds.values():
+            raise InputError(
+                f"--sync-lists {kind}: the sheet has no {kind} column, so it cannot say which"
+                f" {kind} lists its contacts belong to; nothing written"
+            )
+        out.add(kind)
+    return out

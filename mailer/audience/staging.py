@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import marshal
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from mailer.store import contacts as q
@@ -30,6 +30,7 @@ class Row:
     status: str | None
     lists: dict[tuple[str, str], str]  # (kind, slug) -> display name
     attributes: dict[str, str]
+    first_name: str = ""
 
 
 def pack(row: Row) -> bytes:
@@ -46,6 +47,7 @@ def pack(row: Row) -> bytes:
             row.status,
             row.lists,
             row.attributes,
+            row.first_name,
         )
     )
 
@@ -98,7 +100,7 @@ class Stage:
         else:
             self._settle(self.chunk, {})
 
-    def batches(self) -> Iterator[list[Row]]:
+    def batches(self) -> Generator[list[Row], None, None]:
         """Every first row, in file order, a chunk at a time (after `finish`)."""
         if not self.spilled:
             yield list(self.chunk.values())

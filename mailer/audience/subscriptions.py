@@ -96,9 +96,15 @@ class Event:
     email: str = ""  # '' once the contact was forgotten
     detail: str = ""
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self, zone: tzinfo | None = None, *, machine: bool = True) -> dict[str, object]:
+        """The event for output: `at` in `zone` (UTC when None), ISO 8601 with its offset
+        for JSON and CSV (`machine`), `YYYY-MM-DD HH:MM` for a table."""
+        from datetime import timezone
+
+        from mailer.timeutil import for_people
+
         return {
-            "at": self.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "at": for_people(self.at, zone or timezone.utc, machine=machine),
             "action": self.action,
             "source": self.source,
             "campaign": self.campaign,
@@ -498,16 +504,15 @@ def page_info(
     )
 
 
-def parse_since(value: str) -> datetime:
-    """Parse `--since`: a date (midnight, Helsinki time) or an ISO date-time (naive: Helsinki)."""
+def parse_since(value: str, local: tzinfo | None = None) -> datetime:
+    """Parse `--since`: a date (midnight in `local`, the configured zone; Helsinki when
+    None) or an ISO date-time (naive: in `local`)."""
     from datetime import date, time, timezone
 
-    try:
+    if local is None:
         from zoneinfo import ZoneInfo
 
-        local: tzinfo = ZoneInfo("Europe/Helsinki")
-    except Exception:  # no time zone database: fall back to UTC
-        local = timezone.utc
+        local = ZoneInfo("Europe/Helsinki")
     text_value = value.strip()
     try:
         if len(text_value) == 10:

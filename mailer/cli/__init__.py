@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 class _MailerGroup(TyperGroup):
     """Translate our errors once: `Error: …` on one line to stderr, the error's exit code."""
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        return super().parse_args(ctx, globals_first(args))
+
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         from mailer.errors import MailerError
 
@@ -61,6 +64,31 @@ class _MailerGroup(TyperGroup):
         finally:
             opened_database.reset(opened)
             csv_delimiter.reset(delimiter)
+
+
+def globals_first(args: list[str]) -> list[str]:
+    """Move the global options written after the command name to the front, so that
+    `mailer stats X --config FILE` means `mailer --config FILE stats X`."""
+    front: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        if seen_command and arg in ("--config", "-c") and index + 1 < len(args):
+            front += args[index : index + 2]
+            index += 2
+            continue
+        if seen_command and (arg.startswith("--config=") or arg == "--debug"):
+            front.append(arg)
+        else:
+            seen_command = seen_command or not arg.startswith("-")
+            rest.append(arg)
+        index += 1
+    return front + rest
 
 
 def _database_error(exc: sqlite3.Error, ctx: typer.Context) -> MailerError:

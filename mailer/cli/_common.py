@@ -154,3 +154,30 @@ def check_writable(path: str | os.PathLike[str], what: str = "file") -> None:
         raise FileInputError(f"folder of the {what} does not exist: {folder}", where=target)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise FileInputError(f"cannot write the {what}: permission denied", where=target)
+
+
+def confirm_or_refuse(question: str, yes: bool, what: str) -> bool:
+    """Ask before something that cannot be undone; `--yes` answers for scripts.
+
+    Without a terminal and without --yes: InputError (exit 2), never a silent yes.
+    Returns False when the person answers no.
+    """
+    if yes:
+        return True
+    if not (is_terminal(sys.stdin) and is_terminal(sys.stderr)):
+        from mailer.errors import InputError
+
+        raise InputError(f"refusing to {what} without a terminal to confirm; pass --yes")
+    return bool(typer.confirm(question, default=False, err=True))
+
+
+YES_HELP = "Do not ask (needed without a terminal, e.g. in scripts)."
+
+
+def changed_line(name: str, files: list[str]) -> str:
+    """One line saying which files changed since `campaign create` (and what to do)."""
+    return (
+        f"Note: changed since `mailer campaign create`: {', '.join(files)}; campaign {name}"
+        " still holds the version stored then (run `mailer campaign create` again to use"
+        " the edits)"
+    )

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from mailer.cli._common import check_format, get_config, open_store, print_json, print_rows
+from mailer.cli._common import (
+    YES_HELP,
+    check_format,
+    get_config,
+    open_store,
+    print_json,
+    print_rows,
+)
+
+if TYPE_CHECKING:
+    from mailer.config import Config
 
 app = typer.Typer(
     help="Create, list, show and cancel campaigns (newsletter issues).", no_args_is_help=True
 )
 
-LIST_COLUMNS = ("name", "status", "send_at", "segment", "recipients", "sent", "pending")
+LIST_COLUMNS = ("name", "status", "send_at", "segment", "recipients", "sent", "pending", "reason")
 
 
 @app.command("create")
@@ -22,7 +33,9 @@ def create(
 ) -> None:
     """Check a campaign file (segment, items, template) and store it; print its name.
 
-    A campaign that has not started sending may be created again from its edited file.
+    The file, its news items and templates are stored as they are now: previews
+    (`render NAME`), test sends and the send use that copy. After editing any of them,
+    run `campaign create` again (allowed until sending starts).
 
     Example: mailer campaign create campaigns/2018-11.toml
     """
@@ -34,7 +47,12 @@ def create(
         report = create_campaign(store, config, path)
     typer.echo(report.name)
     verb = "updated" if report.updated else "created"
-    err(f"Campaign {report.name} {verb} ({report.status}).")
+    err(f"Campaign {report.name} {verb} ({report.status}; {report.audience} recipient(s) now).")
+    if report.audience == 0:
+        err(
+            f"Warning: the segment of {report.name} matches no subscribed contact now;"
+            " it cannot be sent until it does."
+        )
 
 
 @app.command("list")
@@ -51,22 +69,20 @@ def list_(
     check_format(fmt)
     config = get_config(ctx)
     with open_store(config) as store:
-        rows = [info.to_dict() for info in list_campaigns(store)]
+        rows = [info.to_dict() for info in list_campaigns(store, config)]
     for row in rows:
-        row["send_at"] = local_time(row["send_at"], minutes=fmt == "table")
+        row["send_at"] = local_time(config, row["send_at"], fmt)
     print_rows(rows, LIST_COLUMNS, fmt)
 
 
-def local_time(stored: str | None, *, minutes: bool) -> str | None:
-    """A stored UTC time as Helsinki time: `2026-11-28 08:06`, else ISO 8601 with offset."""
+def local_time(config: Config, stored: str | None, fmt: str) -> str | None:
+    """A stored UTC time in defaults.timezone: `2026-11-28 08:06` in a table, else ISO 8601
+    with the offset."""
     if not stored:
         return stored
-    from zoneinfo import ZoneInfo
+    from mailer.timeutil import for_people
 
-    from mailer.timeutil import from_db
-
-    moment = from_db(stored).astimezone(ZoneInfo("Europe/Helsinki"))
-    return moment.strftime("%Y-%m-%d %H:%M") if minutes else moment.isoformat(timespec="seconds")
+    return for_people(stored, config.defaults.zone(), machine=fmt != "table")
 
 
 @app.command("show")
@@ -79,33 +95,45 @@ def show(
 
     Example: mailer campaign show 2018-11
     """
+    from mailer.cli._common import changed_line, err
     from mailer.sending.campaigns import show_campaign
 
     check_format(fmt)
     config = get_config(ctx)
     with open_store(config) as store:
-        info = show_campaign(store, name).to_dict()
+        shown = show_campaign(store, name, config)
+    info = shown.to_dict()
     for key in ("send_at", "created_at", "frozen_at", "finished_at"):
-        info[key] = local_time(info[key], minutes=fmt == "table")
+        info[key] = local_time(config, info[key], fmt)
     if fmt == "json":
         print_json(info)
     else:
+        del info["changed_files"]
         print_rows([{"field": k, "value": v} for k, v in info.items()], ("field", "value"), fmt)
+    if shown.changed_files:
+        err(changed_line(name, shown.changed_files))
 
 
 @app.command("cancel")
 def cancel(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The campaign's name."),
+    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
 ) -> None:
     """Cancel a campaign that is not sent; a run sending it stops within seconds.
 
-    Example: mailer campaign cancel 2018-11
+    It cannot be undone, so it asks first on a terminal; --yes for scripts.
+
+    Example: mailer campaign cancel 2018-11 --yes
     """
-    from mailer.cli._common import err
-    from mailer.sending.campaigns import cancel_campaign
+    from mailer.cli._common import confirm_or_refuse, err
+    from mailer.sending.campaigns import cancel_campaign, find_campaign
 
     config = get_config(ctx)
     with open_store(config) as store:
+        find_campaign(store.conn, name)  # a typo'd name is an error before any question
+        if not confirm_or_refuse(f"Cancel campaign {name} for good?", yes, "cancel a campaign"):
+            err("Nothing changed.")
+            return
         info = cancel_campaign(store, name)
     err(f"Campaign {info.name} cancelled; {info.counts['pending']} recipients were not sent.")

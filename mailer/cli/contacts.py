@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 import typer
 
 from mailer.cli._common import (
+    YES_HELP,
     check_format,
     check_writable,
+    confirm_or_refuse,
     err,
     get_config,
     is_terminal,
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Import, list, show, export and unsubscribe contacts.", no_args_is_help=True)
 
-LIST_COLUMNS = ("email", "name", "organization", "language", "status", "lists")
+LIST_COLUMNS = ("email", "name", "first_name", "organization", "language", "status", "lists")
 # `contacts show` labels the last status event by what happened.
 _PAST = {
     "unsubscribe": "unsubscribed",
@@ -57,14 +59,24 @@ def import_(
         metavar="FILE",
         help="Write invalid, duplicate and suppressed rows as CSV.",
     ),
+    sync_lists: list[str] = typer.Option(
+        [],
+        "--sync-lists",
+        metavar="KIND",
+        help="The sheet is authoritative for this kind: contacts in it leave the KIND lists"
+        " their row no longer names (repeatable).",
+    ),
 ) -> None:
     """Import contacts from a spreadsheet's CSV export, in one transaction.
 
-    Headers may be Finnish, Swedish or English (sähköposti/e-post/email, nimi, kieli,
-    klusterit, kunta, yritys …); other columns become attributes. Unsubscribed, bounced and
+    Headers may be Finnish, Swedish or English (sähköposti/e-post/email, nimi or etunimi and
+    sukunimi, kieli, klusterit, kunta, yritys …); other columns become attributes. Lists named
+    in cells are created; a --list must exist (`mailer lists add`). Unsubscribed, bounced and
     forgotten addresses are never subscribed again.
 
     Example: mailer contacts import jasenet.csv --list cluster:arctic-power --report virheet.csv
+
+    Example: mailer contacts import klusterit.csv --sync-lists cluster
     """
     from mailer.audience.importer import StrictImportError, import_contacts, write_report
     from mailer.timeutil import now_utc
@@ -83,6 +95,7 @@ def import_(
                 dry_run=dry_run,
                 now=now_utc(),
                 progress=_progress_line if is_terminal() else None,
+                sync_lists=sync_lists,
             )
         except StrictImportError as exc:
             for problem in exc.report.problems:
@@ -92,8 +105,10 @@ def import_(
             raise
     if report_file is not None:
         write_report(report, report_file, config.defaults.csv_delimiter)
-    for problem in report.problems:
-        err(problem_line(file, problem))
+    for note in report.notes:
+        err(f"{file.name}: {note}")
+    for line in sorted([*report.problems, *report.changes], key=lambda p: p.row):
+        err(problem_line(file, line))
     if report.lists_created:
         typer.echo(f"New lists: {', '.join(report.lists_created)}")
     typer.echo(report.summary())
@@ -142,6 +157,52 @@ def add(
     for option, value in (("--name", name), ("--org", org)):
         if "\r" in value or "\n" in value:
             err(f"Note: the line break in {option} was replaced by a space")
+
+
+@app.command("edit")
+def edit(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address."),
+    name: str = typer.Option(None, "--name", help="Full name ('' clears it)."),
+    first_name: str = typer.Option(
+        None, "--first-name", help="First name, for the greeting ('' clears it)."
+    ),
+    org: str = typer.Option(None, "--org", help="Organisation."),
+    lang: str = typer.Option(None, "--lang", help="Language: fi, en, sv or se."),
+    add_lists: list[str] = typer.Option(
+        [], "--add-list", metavar="KIND:SLUG", help="Add to this existing list (repeatable)."
+    ),
+    remove_lists: list[str] = typer.Option(
+        [], "--remove-list", metavar="KIND:SLUG", help="Take off this list (repeatable)."
+    ),
+) -> None:
+    """Change one contact's fields or lists; its status stays as it is.
+
+    Example: mailer contacts edit riikka@example.org --add-list cluster:arctic-power
+    --remove-list cluster:arctic-design --first-name Riikka
+    """
+    from mailer.audience.contacts import edit_contact
+    from mailer.timeutil import now_utc
+
+    config = get_config(ctx)
+    with open_store(config) as store:
+        report = edit_contact(
+            store,
+            config,
+            email,
+            name=name,
+            first_name=first_name,
+            organization=org,
+            language=lang,
+            add_lists=add_lists,
+            remove_lists=remove_lists,
+            now=now_utc(),
+        )
+    email_shown = report.contact.email
+    if report.changes:
+        typer.echo(f"Updated {email_shown}: {'; '.join(report.changes)}")
+    else:
+        typer.echo(f"Nothing changed: {email_shown}")
 
 
 @app.command("list")
@@ -195,13 +256,13 @@ def show(
     data = view.to_json()
     change = view.last_change
     if change is not None:
-        data["last_change"] = change.to_dict()
+        data["last_change"] = change.to_dict(config.defaults.zone(), machine=fmt == "json")
     data["consent"] = view.consent
     data["last_bounce"] = None if bounce is None else bounce.to_dict()
     if fmt == "json":
         print_json(data)
         return
-    for key in ("email", "name", "organization", "language", "status"):
+    for key in ("email", "name", "first_name", "organization", "language", "status"):
         typer.echo(f"{key + ':':14}{data[key]}")
     if change is not None:
         via = f" through campaign {change.campaign}" if change.campaign else ""
@@ -333,15 +394,25 @@ def _say(change: StatusChange, done: str) -> None:
 def forget(
     ctx: typer.Context,
     email: str = typer.Argument(..., metavar="EMAIL", help="The contact's address."),
+    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
 ) -> None:
     """Erase a contact's personal data; keep only a keyed hash so it is never imported again.
 
-    Example: mailer contacts forget aino.aikio@example.org
+    Asks first on a terminal (it cannot be undone); --yes for scripts.
+
+    Example: mailer contacts forget aino.aikio@example.org --yes
     """
     from mailer.audience.contacts import forget as core
+    from mailer.audience.contacts import show_contact
     from mailer.timeutil import now_utc
 
     config = get_config(ctx)
     with open_store(config) as store:
+        found = show_contact(store, email)
+        if not confirm_or_refuse(
+            f"Erase {found.email} for good (only a hash stays)?", yes, "forget a contact"
+        ):
+            err("Nothing changed.")
+            return
         report = core(store, config, email, now=now_utc())
     typer.echo(f"Forgot {report.email} (removed from {report.lists} lists)")

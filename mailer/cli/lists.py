@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from mailer.cli._common import check_format, get_config, open_store, print_json, print_rows
+from mailer.cli._common import (
+    YES_HELP,
+    check_format,
+    confirm_or_refuse,
+    err,
+    get_config,
+    open_store,
+    print_json,
+    print_rows,
+)
 
 app = typer.Typer(
     help="Lists of clusters, municipalities and companies (KIND:SLUG).", no_args_is_help=True
@@ -64,14 +73,23 @@ def add(
 def remove(
     ctx: typer.Context,
     ref: str = typer.Argument(..., metavar="KIND:SLUG", help="The list to delete."),
+    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
 ) -> None:
-    """Delete a list and its memberships; the contacts stay.
+    """Delete a list and its memberships; the contacts stay. Asks first on a terminal.
 
-    Example: mailer lists remove company:new-emerging-fields
+    Example: mailer lists remove company:new-emerging-fields --yes
     """
-    from mailer.audience.lists import remove_list
+    from mailer.audience.lists import find_list, remove_list
 
     config = get_config(ctx)
     with open_store(config) as store:
+        found = find_list(store, config.list_kinds, ref)
+        if not confirm_or_refuse(
+            f"Remove list {found.ref} ({found.members} members; they stay as contacts)?",
+            yes,
+            "remove a list",
+        ):
+            err("Nothing changed.")
+            return
         info = remove_list(store, config.list_kinds, ref)
     typer.echo(f"Removed list {info.ref} ({info.members} members)")

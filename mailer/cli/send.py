@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from mailer.cli._common import (
+    changed_line,
     check_format,
     err,
     get_config,
@@ -174,7 +175,11 @@ def send(
         None,
         "--test-to",
         metavar="EMAIL",
-        help="Send one sample message, marked as a test, to EMAIL.",
+        help="Send one message per language, marked as a test and filled in for a made-up"
+        " reader, to EMAIL alone.",
+    ),
+    lang: str = typer.Option(
+        None, "--lang", metavar="L", help="With --test-to: only the variant of this language."
     ),
     connections: int = typer.Option(
         None, "--connections", min=1, help="Parallel SMTP connections (default smtp.connections)."
@@ -192,10 +197,15 @@ def send(
     """
     from mailer.errors import InputError
     from mailer.sending import engine, previews
+    from mailer.sending.campaigns import changed_since_create, find_campaign
     from mailer.sending.options import SendOptions
 
     config = get_config(ctx)
     with open_store(config) as store:
+        if dry_run or test_to:
+            changed = changed_since_create(find_campaign(store.conn, name))
+            if changed:
+                err(changed_line(name, changed))
         if dry_run:
             target = out or Path("dry-run") / name
             report = previews.dry_run(store, config, name, target)
@@ -205,10 +215,21 @@ def send(
             return
         if out is not None:
             raise InputError("--out goes with --dry-run")
+        if lang is not None and not test_to:
+            raise InputError("--lang goes with --test-to")
         if test_to:
-            previews.send_test(store, config, name, test_to)
-            err(f"{name}: test message sent to {test_to}; no delivery recorded.")
+            sent = previews.send_test(store, config, name, test_to, lang=lang)
+            err(
+                f"{name}: test message(s) in {', '.join(sent.languages)} sent to {test_to}"
+                " (filled in for a made-up reader); no delivery recorded."
+            )
             return
+        check = previews.preflight(store, config, name, resend_unknown=resend_unknown)
+        if check.already_sent:
+            err(f"{name}: the campaign was already sent; nothing to do.")
+            return
+        if check.changed_files:
+            err(changed_line(name, check.changed_files))
         terminal = is_terminal(sys.stderr) and is_terminal(sys.stdin)
         if not yes:
             if not terminal:
@@ -216,8 +237,9 @@ def send(
                     "refusing to send without a terminal to confirm; pass --yes "
                     "(or use `mailer send-due` from cron)"
                 )
-            count = previews.audience_size(store, config, name)
-            if not typer.confirm(f"Send campaign {name} to {count} recipient(s)?"):
+            what = "the stored version of campaign" if check.changed_files else "campaign"
+            question = f"Send {what} {name} to {check.audience} recipient(s)?"
+            if not typer.confirm(question):
                 err("Nothing sent.")
                 return
         progress = _Progress(is_terminal(sys.stderr))
@@ -240,8 +262,10 @@ def send(
 def send_due(ctx: typer.Context) -> None:
     """Send every campaign whose send_at has passed and continue unfinished ones (for cron).
 
-    Campaigns more than defaults.max_late_hours late and campaigns another run holds are
-    skipped and reported (exit 0). Never prompts.
+    A campaign more than defaults.max_late_hours late is paused with the reason "late", and
+    one another run holds is skipped; both are reported (exit 0). A campaign that cannot
+    start (empty audience, a list gone) is paused with the reason and reported once (exit 1).
+    Never prompts.
 
     In crontab: */5 * * * * cd /srv/uutiset && mailer send-due
 
@@ -263,12 +287,19 @@ def send_due(ctx: typer.Context) -> None:
         err("Nothing due.")
     paused = None
     for item in report.items:
+        if item.changed_files:
+            err(changed_line(item.campaign, item.changed_files))
         if item.report is not None:
             _summary(item.report)
             if item.report.paused:
                 paused = item.report
         elif item.action == "late":
-            err(f"{item.campaign}: skipped, late: {item.detail}.")
+            err(f"{item.campaign}: not sent, {item.detail}.")
+        elif item.action == "cannot-start":
+            err(
+                f"{item.campaign}: cannot start, paused: {item.detail}; fix it and run"
+                f" `mailer campaign create` again, or `mailer send {item.campaign}`."
+            )
         elif item.action == "held":
             err(f"{item.campaign}: skipped: {item.detail}.")
         elif item.action == "paused":
@@ -280,6 +311,11 @@ def send_due(ctx: typer.Context) -> None:
             err(f"{item.campaign}: {item.detail}.")
     if paused is not None:
         raise _paused_error(paused)
+    if report.failed_to_start:
+        from mailer.errors import MailerError
+
+        names = ", ".join(item.campaign for item in report.failed_to_start)
+        raise MailerError(f"{names}: could not start; paused (see above)")
 
 
 STATS_FIELDS = (

@@ -104,19 +104,23 @@ def unsubscribes_command(
         None,
         "--since",
         metavar="DATE",
-        help="Only events at or after DATE (YYYY-MM-DD, Helsinki time, or ISO date-time).",
+        help="Only events at or after DATE (YYYY-MM-DD in defaults.timezone, or ISO date-time).",
     ),
     fmt: str = typer.Option("table", "--format", help="Output format: table, csv or json."),
 ) -> None:
-    """List unsubscribe and resubscribe events (time UTC, action, source, campaign, address).
+    """List unsubscribe and resubscribe events (time, action, source, campaign, address).
+
+    Times are in defaults.timezone; CSV and JSON carry ISO 8601 with the offset.
 
     Example: mailer unsubscribes --campaign 2026-11 --since 2026-11-01 --format csv
     """
     check_format(fmt)
     from mailer.audience.subscriptions import events, parse_since
 
-    moment = parse_since(since) if since else None
     config = get_config(ctx)
+    zone = config.defaults.zone()
+    moment = parse_since(since, zone) if since else None
     with open_store(config) as store:
-        rows = [event.to_dict() for event in events(store, campaign=campaign, since=moment)]
+        found = events(store, campaign=campaign, since=moment)
+    rows = [event.to_dict(zone, machine=fmt != "table") for event in found]
     print_rows(rows, EVENT_COLUMNS, fmt)

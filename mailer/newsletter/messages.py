@@ -64,6 +64,7 @@ class Recipient:
     email: str
     name: str = ""
     wire_email: str = ""
+    first_name: str = ""  # for the greeting; the whole name when empty
 
 
 @dataclass(frozen=True)
@@ -378,7 +379,11 @@ class MessageBuilder:
             f"<{now.astimezone(timezone.utc):%Y%m%d%H%M%S}.{secrets.token_hex(10)}@{self.domain}>"
         )
         values = self.variant.values(
-            one_line(recipient.name), recipient.email, unsubscribe_url, preferences_url
+            one_line(recipient.name),
+            recipient.email,
+            unsubscribe_url,
+            preferences_url,
+            recipient.first_name,
         )
         text_values = _encoded_values(values)
         html_values = _encoded_values(
@@ -386,7 +391,8 @@ class MessageBuilder:
         )
         headers = [
             self._from,
-            address_header("To", recipient.name, wire).encode("utf-8"),
+            # A test goes to the tester alone: no (sample) reader's name beside the address.
+            address_header("To", "" if test else recipient.name, wire).encode("utf-8"),
             self._subject_test if test else self._subject,
             b"Date: " + format_datetime(now).encode() + CRLF,
             b"Message-ID: " + message_id.encode() + CRLF,

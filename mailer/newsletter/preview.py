@@ -38,11 +38,11 @@ def store_sample_finder(conn: Any) -> Any:
     """Return a `find_sample(lang)` for write_previews that picks a real subscribed contact."""
     from mailer.store.samples import sample_contact  # the store only when asked for
 
-    def find_sample(lang: str) -> tuple[int, str, str, str] | None:
+    def find_sample(lang: str) -> tuple[int, str, str, str, str] | None:
         row = sample_contact(conn, lang)
         if row is None:
             return None
-        return row["id"], row["email"], row["email_ascii"], row["name"]
+        return row["id"], row["email"], row["email_ascii"], row["name"], row["first_name"]
 
     return find_sample
 
@@ -77,11 +77,12 @@ def write_previews(
     out_dir: Path,
     *,
     now: datetime,
-    find_sample: Callable[[str], tuple[int, str, str, str] | None] | None = None,
+    find_sample: Callable[[str], tuple[int, str, str, str, str] | None] | None = None,
 ) -> PreviewReport:
     """Write index.LANG.html, index.LANG.txt and sample.LANG.eml per language into out_dir.
 
-    `find_sample(lang)` returns (contact_id, email, wire_email, name) or None; without one
+    `find_sample(lang)` returns (contact_id, email, wire_email, name, first_name) or None;
+    without one
     (or when it finds nobody) a made-up reader is used. The unsubscribe link carries a real
     token for campaign id 0.
     """
@@ -98,16 +99,16 @@ def write_previews(
     for lang, variant in variants.items():
         found = find_sample(lang) if find_sample else None
         if found:
-            contact_id, email, wire, name = found
+            contact_id, email, wire, name, first_name = found
         else:
             name, email = SAMPLE_READERS[lang]
-            contact_id, wire = 0, email
+            contact_id, wire, first_name = 0, email, name.split()[0]
         url = unsubscribe_url(config.web.base_url, make_token(secret, 0, contact_id))
         prefs = test_preferences_url(config)
         html_path = out_dir / f"index.{lang}.html"
         text_path = out_dir / f"index.{lang}.txt"
         eml_path = out_dir / f"sample.{lang}.eml"
-        html = local[lang].fill("html", name, email, url, prefs)
+        html = local[lang].fill("html", name, email, url, prefs, first_name=first_name)
         if len(html.encode("utf-8")) > GMAIL_CLIP_BYTES:
             size = len(html.encode("utf-8")) // 1024
             warnings.append(
@@ -116,9 +117,11 @@ def write_previews(
             )
         # Through a rename: a symlink placed at index.fi.html is replaced, not followed.
         write_atomic(html_path, html.encode("utf-8"))
-        write_atomic(text_path, variant.fill("text", name, email, url, prefs).encode("utf-8"))
+        text = variant.fill("text", name, email, url, prefs, first_name=first_name)
+        write_atomic(text_path, text.encode("utf-8"))
+        recipient = Recipient(email, name, wire, first_name)
         message = MessageBuilder(config, variant).build(
-            Recipient(email, name, wire), url, now=now, preferences_url=prefs
+            recipient, url, now=now, preferences_url=prefs
         )
         write_atomic(eml_path, message.data)
         files += [html_path, text_path, eml_path]

@@ -57,10 +57,11 @@ def render_campaign(
 ) -> dict[str, Variant]:
     """Render and CSS-inline the campaign once per language that has items.
 
-    Pictures from files are linked at `{image_base}/{file}` (default `{base_url}/m`, where
-    `mailer serve` publishes them; a preview passes its local folder).
+    The templates are those the spec keeps, when it keeps them (what `campaign create`
+    stored). Pictures from files are linked at `{image_base}/{file}` (default
+    `{base_url}/m`, where `mailer serve` publishes them; a preview passes its local folder).
     """
-    html_template, text_template = load_templates(config, spec.template)
+    html_template, text_template = load_templates(config, spec.template, spec.templates or None)
     variants: dict[str, Variant] = {}
     for lang in spec.languages:
         variants[lang] = render_variant(
@@ -81,7 +82,8 @@ def render_variant(
 ) -> Variant:
     """Render one language of the campaign (Jinja2 + premailer) into a Variant."""
     if html_template is None or text_template is None:
-        html_template, text_template = load_templates(config, spec.template)
+        stored = spec.templates or None
+        html_template, text_template = load_templates(config, spec.template, stored)
     marker = marker or secrets.token_hex(6)
     context = build_context(config, spec, lang, marker, image_base=image_base)
     html = inline_css(_render(html_template, context)).replace("\r\n", "\n")

@@ -8,17 +8,24 @@ segment = "cluster:* or municipality:*"
 template = "newsletter"                             # default
 items = ["news/priorities.fi.md", "news/priorities.en.md"]
 intro = "Hyvä lukija, ..."                          # optional; a string or a table per language
-send_at = 2018-11-07T09:00:00                       # optional; no offset = Europe/Helsinki
+send_at = 2018-11-07T09:00:00                       # optional; no offset = defaults.timezone
 archive = true                                      # optional; default [archive] default
 ```
 
 Errors name the file and the key. The segment is only checked for form here; `campaign
 create` compiles it against the database.
+
+A checked spec carries the sources of its templates and the SHA-256 of every file it was
+made from (the campaign file, its items, its templates), so that what `campaign create`
+stored is what is rendered and sent, and an edit made afterwards is noticed
+(`changed_files`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -33,7 +40,7 @@ from mailer.files import read_limited
 from mailer.i18n import LANGUAGES
 from mailer.newsletter.images import StoredImage
 from mailer.newsletter.news import NewsItem, load_item
-from mailer.newsletter.templates import load_templates
+from mailer.newsletter.templates import template_sources
 from mailer.newsletter.variant import fallback_language
 
 if sys.version_info >= (3, 11):
@@ -83,6 +90,8 @@ class CampaignSpec:
     source: Path | None = None
     default_language: str = "fi"
     archive: bool = False  # published in the public archive once sending starts
+    templates: dict[str, str] = field(default_factory=dict)  # name -> source, as created
+    files: dict[str, str] = field(default_factory=dict)  # path -> SHA-256 when created
 
     @property
     def images(self) -> dict[str, StoredImage]:
@@ -117,6 +126,8 @@ class CampaignSpec:
                 "source": str(self.source) if self.source else None,
                 "default_language": self.default_language,
                 "archive": self.archive,
+                "templates": self.templates,
+                "files": self.files,
             },
             ensure_ascii=False,
             sort_keys=True,
@@ -137,7 +148,53 @@ class CampaignSpec:
             source=Path(data["source"]) if data.get("source") else None,
             default_language=data.get("default_language", "fi"),
             archive=bool(data.get("archive", False)),
+            # Campaigns stored before templates were kept render from the files as they are.
+            templates=data.get("templates") or {},
+            files=data.get("files") or {},
         )
+
+    def changed_files(self) -> list[str]:
+        """The files this campaign was made from that changed (or went) since it was checked."""
+        return changed_files(self.files)
+
+
+def changed_files(files: dict[str, str]) -> list[str]:
+    """Which of `files` (path -> SHA-256) changed or went, as a person would name them
+    (relative to the working folder when inside it)."""
+    changed = []
+    for path, digest in files.items():
+        try:
+            now = _digest(Path(path).read_bytes())
+        except OSError:
+            now = ""
+        if now != digest:
+            changed.append(_shown(path))
+    return changed
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _shown(path: str) -> str:
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive
+        return path
+    return path if relative.startswith("..") else relative
+
+
+def _source_files(path: Path, items: list[NewsItem], templates: list[Path]) -> dict[str, str]:
+    """path -> SHA-256 of the campaign file, its items, their picture files and templates."""
+    pictures = [Path(item.source).parent / item.image for item in items if item.image_file]
+    paths = [path, *(Path(item.source) for item in items), *pictures, *templates]
+    out = {}
+    for one in paths:
+        try:
+            out[str(one.absolute())] = _digest(one.read_bytes())
+        except OSError as exc:
+            raise CampaignFileError(f"cannot read: {exc.strerror}", where=str(one)) from None
+    return out
 
 
 def load_campaign(path: Path, config: Config) -> CampaignSpec:
@@ -173,12 +230,12 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
     preheader = {lang: " ".join(text.split()) for lang, text in preheader.items()}
     intro = _per_language(data.get("intro", ""), "intro", needed, bad)
 
-    send_at = _send_at(data.get("send_at"), bad)
+    send_at = _send_at(data.get("send_at"), bad, config.defaults.timezone)
     archive = data.get("archive", config.archive.default)
     if not isinstance(archive, bool):
         raise bad("archive", "must be true or false")
     try:
-        _check_template(config, template)
+        templates, template_files = template_sources(config, template)
     except TemplateError as exc:
         if exc.where:  # a broken template: its own file:line says where
             raise
@@ -196,6 +253,8 @@ def load_campaign(path: Path, config: Config) -> CampaignSpec:
         source=path.absolute(),
         default_language=config.defaults.language,
         archive=archive,
+        templates=templates,
+        files=_source_files(path, items, template_files),
     )
 
 
@@ -210,7 +269,18 @@ def _read_toml(path: Path) -> dict[str, Any]:
         match = re.search(r"\(at line (\d+)", str(exc))
         reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         where_line = f"{where}:{match.group(1)}" if match else where
+        line = raw.decode("utf-8-sig").splitlines()[int(match.group(1)) - 1] if match else ""
+        if _LOOSE_DATE.search(line):
+            reason += f"; {DATETIME_HINT}"
         raise CampaignFileError(f"malformed TOML: {reason}", where=where_line) from None
+
+
+# `send_at = 2027-02-01 09:00` is how people write a time; TOML needs the seconds.
+_LOOSE_DATE = re.compile(r"=\s*\d{4}-\d{1,2}-\d{1,2}[ T]?\d{0,2}")
+DATETIME_HINT = (
+    "a TOML date-time is written without quotes, with seconds: send_at = 2027-02-01T09:00:00"
+    " (in defaults.timezone) or with an offset, 2027-02-01T09:00:00+02:00"
+)
 
 
 def _name(name: Any, bad: _Bad) -> str:
@@ -234,13 +304,14 @@ def _items(path: Path, raw_items: Any, bad: _Bad) -> list[NewsItem]:
         raise bad("items", "must be a non-empty list of news item paths")
     items: list[NewsItem] = []
     for n, entry in enumerate(raw_items):
+        key = f"items[{n + 1}]"  # counted from 1, like a person counts
         if not isinstance(entry, str) or not entry.strip():
-            raise bad(f"items[{n}]", "must be a path (a string)")
+            raise bad(key, "must be a path (a string)")
         item_path = path.parent / entry
         if entry in raw_items[:n]:
-            raise bad(f"items[{n}]", f"{entry!r} is listed twice")
+            raise bad(key, f"{entry!r} is listed twice")
         if not item_path.is_file():
-            raise bad(f"items[{n}]", f"{entry!r}: no such file ({item_path})")
+            raise bad(key, f"{entry!r}: no such file ({item_path})")
         items.append(load_item(item_path))
     return items
 
@@ -282,22 +353,17 @@ def _per_language(
     return out
 
 
-def _send_at(value: Any, bad: _Bad) -> datetime | None:
+def _send_at(value: Any, bad: _Bad, zone: str = LOCAL_ZONE) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, date):
-        raise bad("send_at", "must be a date and time, e.g. 2018-11-07T09:00:00")
+        raise bad("send_at", f"must be a date and time; {DATETIME_HINT}")
     else:
-        raise bad("send_at", "must be a TOML date-time, e.g. 2018-11-07T09:00:00")
+        raise bad("send_at", f"must be a TOML date-time; {DATETIME_HINT}")
     if moment.tzinfo is None:
         from zoneinfo import ZoneInfo
 
-        moment = moment.replace(tzinfo=ZoneInfo(LOCAL_ZONE))
+        moment = moment.replace(tzinfo=ZoneInfo(zone))
     return moment.astimezone(timezone.utc)
-
-
-def _check_template(config: Config, template: str) -> None:
-    """The template must exist (workspace or bundled) and compile; errors name file:line."""
-    load_templates(config, template)

@@ -30,14 +30,24 @@ def template_dirs(config: Config) -> list[Path]:
     return dirs
 
 
-def _environment(config: Config) -> jinja2.Environment:
+def _environment(config: Config, stored: dict[str, str] | None = None) -> jinja2.Environment:
+    """The template environment; with `stored` (name -> source, the copy `campaign create`
+    kept) it loads those instead of the files as they are now."""
     import jinja2
     from jinja2.sandbox import SandboxedEnvironment
 
+    loader: jinja2.BaseLoader = (
+        # The name stands in for the file name, so errors still say `newsletter.html:12`.
+        jinja2.FunctionLoader(
+            lambda name: (stored[name], name, lambda: True) if name in stored else None
+        )
+        if stored is not None
+        else jinja2.FileSystemLoader([str(d) for d in template_dirs(config)])
+    )
     # Staff edit these files: the sandbox keeps a template away from Python objects, the
     # environment and files (`{{ cycler.__init__.__globals__ }}` is a template error).
     env = SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(config)]),
+        loader=loader,
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html", "htm", "xml"), default_for_string=True, default=False
         ),
@@ -59,10 +69,46 @@ def _wrap_filter(value: Any, width: int = 76, indent: str = "") -> str:
     return "\n".join(lines)
 
 
-def load_templates(config: Config, name: str) -> tuple[jinja2.Template, jinja2.Template]:
-    """Load and compile `name.html` and `name.txt`; errors name file:line (exit 2)."""
-    env = _environment(config)
+def load_templates(
+    config: Config, name: str, stored: dict[str, str] | None = None
+) -> tuple[jinja2.Template, jinja2.Template]:
+    """Load and compile `name.html` and `name.txt` (from `stored` sources when given);
+    errors name file:line (exit 2)."""
+    env = _environment(config, stored)
     return _get(env, f"{name}.html", config), _get(env, f"{name}.txt", config)
+
+
+def template_sources(config: Config, name: str) -> tuple[dict[str, str], list[Path]]:
+    """The sources of `name.html`, `name.txt` and every template they include, import or
+    extend (name -> source), and the files they were read from: what `campaign create`
+    keeps so that the send uses the templates as they were when staff previewed them."""
+    import jinja2
+    from jinja2 import meta
+
+    env = _environment(config)
+    sources: dict[str, str] = {}
+    files: list[Path] = []
+    todo = [f"{name}.html", f"{name}.txt"]
+    while todo:
+        wanted = todo.pop(0)
+        if wanted in sources:
+            continue
+        assert env.loader is not None
+        try:
+            source, filename, _ = env.loader.get_source(env, wanted)
+            referenced = meta.find_referenced_templates(env.parse(source))
+        except jinja2.TemplateNotFound:
+            _get(env, wanted, config)  # the same error as a render would give
+            raise
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template syntax: {exc.message}", where=f"{filename}:{exc.lineno}"
+            ) from None
+        sources[wanted] = source
+        if filename:
+            files.append(Path(filename))
+        todo += [ref for ref in referenced if ref]  # a computed name cannot be followed
+    return sources, files
 
 
 def _get(env: jinja2.Environment, filename: str, config: Config) -> jinja2.Template:

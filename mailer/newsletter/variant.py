@@ -78,15 +78,19 @@ class Variant:
         return out
 
     def values(
-        self, name: str, email: str, unsubscribe_url: str, preferences_url: str = ""
+        self,
+        name: str,
+        email: str,
+        unsubscribe_url: str,
+        preferences_url: str = "",
+        first_name: str = "",
     ) -> tuple[str, ...]:
-        """The per-recipient field values (plain text, in `fields` order)."""
-        if not name.isprintable():  # CR, LF and other controls never reach a part
-            name = "".join(ch if ch.isprintable() else " " for ch in name)
-        name = " ".join(name.split())
+        """The per-recipient field values (plain text, in `fields` order). The greeting uses
+        the first name when it is known ("Hei Riikka,"), else the whole name."""
+        name, first_name = _one_line(name), _one_line(first_name)
         greeting = (
-            text(self.language, "greeting_named", name=name)
-            if name
+            text(self.language, "greeting_named", name=first_name or name)
+            if first_name or name
             else text(self.language, "greeting")
         )
         full = (greeting, name, email, unsubscribe_url, preferences_url)  # FIELDS order
@@ -106,12 +110,13 @@ class Variant:
         unsubscribe_url: str,
         preferences_url: str = "",
         links: tuple[str, ...] | None = None,
+        first_name: str = "",
     ) -> str:
         """Return the finished `html` or `text` for one recipient (slow path: tests, samples).
 
         `links` are the recipient's URLs for `self.links` (default: the original URLs).
         """
-        values = self.values(name, email, unsubscribe_url, preferences_url) + (
+        values = self.values(name, email, unsubscribe_url, preferences_url, first_name) + (
             self.links if links is None else links
         )
         if part == "html":
@@ -160,6 +165,12 @@ class Variant:
             fields=fields,
             links=tuple(obj.get("links", ())) if version == _FORMAT_LINKS else (),
         )
+
+
+def _one_line(value: str) -> str:
+    if not value.isprintable():  # CR, LF and other controls never reach a part
+        value = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(value.split())
 
 
 def _known_fields(stored: list[str]) -> tuple[str, ...]:

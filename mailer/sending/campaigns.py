@@ -6,10 +6,11 @@ template render, and one real message per language builds with the current setti
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,10 @@ class CampaignInfo:
     finished_at: str | None
     source_path: str
     status_reason: str | None
-    recipients: int
+    recipients: int | None  # a draft's: its current audience; None when its segment fails
     counts: dict[str, int]
     subject: Any = None
+    changed_files: list[str] = field(default_factory=list)  # edited since `campaign create`
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +61,7 @@ class CampaignInfo:
             "reason": self.status_reason,
             "recipients": self.recipients,
             **{k: v for k, v in self.counts.items()},
+            "changed_files": list(self.changed_files),
         }
 
 
@@ -67,6 +70,7 @@ class CreateReport:
     name: str
     status: str
     updated: bool
+    audience: int = 0  # subscribed contacts the segment matches now
 
 
 @dataclass
@@ -186,27 +190,43 @@ def create_campaign(
 ) -> CreateReport:
     """Check a campaign file (segment, items, template) and store it as draft or scheduled.
 
-    A campaign that has not started may be created again from its edited file.
+    What is stored is what will be sent: the file, its items and its templates as they are
+    now, and the segment with saved segments written out. A campaign that has not started
+    may be created again from its edited file.
     """
-    from mailer.audience.segments import compile_segment
+    from mailer.audience.segments import compile_segment, expand_segment
     from mailer.newsletter.render import render_campaign
     from mailer.newsletter.reuse import pack
-    from mailer.newsletter.spec import load_campaign
+    from mailer.newsletter.spec import CampaignFileError, load_campaign
 
     spec = load_campaign(path, config)
-    variants = render_campaign(config, spec)  # the template and items render, or TemplateError
     now = clock()
+    late = timedelta(hours=config.defaults.max_late_hours)
+    if spec.send_at is not None and now - spec.send_at > late:
+        from mailer.timeutil import for_people
+
+        shown = for_people(spec.send_at, config.defaults.zone())
+        raise CampaignFileError(
+            f"send_at {shown} is more than defaults.max_late_hours"
+            f" ({config.defaults.max_late_hours:g}) hours ago; set a later time, or remove"
+            " send_at and send it with `mailer send`",
+            where=f"{path}: send_at",
+        )
+    variants = render_campaign(config, spec)  # the template and items render, or TemplateError
     frozen = {lang: variant.to_json() for lang, variant in variants.items()}
     check_messages(config, frozen, NewsletterContent(), where=str(path), now=now)
     status = CampaignStatus.SCHEDULED if spec.send_at else CampaignStatus.DRAFT
-    definition = spec.to_json()
     source_path = str(Path(path).absolute())
-    rendered = pack(config, definition, frozen)  # kept for the freeze (newsletter/reuse.py)
     with store.transaction() as conn:
         try:
-            compile_segment(conn, spec.segment, config.list_kinds)
+            segment = expand_segment(conn, spec.segment, config.list_kinds)
+            compiled = compile_segment(conn, segment, config.list_kinds)
         except SegmentError as exc:
             raise SegmentError(exc.message, where=f"{path}: segment") from None
+        spec = dataclasses.replace(spec, segment=segment)
+        definition = spec.to_json()
+        audience = q_deliveries.audience_count(conn, where=compiled.where, params=compiled.params)
+        rendered = pack(config, definition, frozen)  # kept for the freeze (newsletter/reuse.py)
         pictures = spec.images.values()  # stored with the campaign: what is previewed is sent
         q_archive.insert_images(conn, [(p.name, p.data, p.width, p.height) for p in pictures], now)
         existing = q_campaigns.get_campaign_by_name(conn, spec.name)
@@ -222,7 +242,7 @@ def create_campaign(
                 now=now,
             )
             q_campaigns.save_render(conn, campaign_id, rendered)
-            return CreateReport(spec.name, status.value, False)
+            return CreateReport(spec.name, status.value, False, audience)
         if not q_campaigns.update_definition(
             conn,
             existing.id,
@@ -238,11 +258,56 @@ def create_campaign(
                 where=str(path),
             )
         q_campaigns.save_render(conn, existing.id, rendered)
-        return CreateReport(spec.name, status.value, True)
+        return CreateReport(spec.name, status.value, True, audience)
 
 
-def _info(conn: sqlite3.Connection, row: Campaign) -> CampaignInfo:
+def changed_since_create(row: Campaign) -> list[str]:
+    """The files `row` was created from that were edited since (empty once it is frozen:
+    from then on it sends what it froze, whatever the files say)."""
+    from mailer.newsletter.spec import changed_files
+
+    if row.frozen_at:
+        return []
+    files = json.loads(row.definition).get("files")
+    return changed_files(files) if isinstance(files, dict) else []
+
+
+def stored_spec(store: Store, name: str) -> tuple[Any, list[str]]:
+    """Campaign `name` as `campaign create` stored it (a CampaignSpec: what a send renders),
+    and the files edited since. A name that is neither a file nor a campaign: NotFoundError."""
+    from mailer.newsletter.spec import CampaignSpec
+
+    row = q_campaigns.get_campaign_by_name(store.conn, name)
+    if row is None:
+        raise NotFoundError(
+            f"{name!r} is neither a campaign file nor a campaign's name"
+            " (see `mailer campaign list`)"
+        )
+    return CampaignSpec.from_json(row.definition), changed_since_create(row)
+
+
+def current_audience(conn: sqlite3.Connection, config: Config, row: Campaign) -> int:
+    """How many subscribed contacts an unfrozen campaign's segment matches now
+    (SegmentError when it no longer resolves: a list it names is gone)."""
+    from mailer.audience.segments import compile_segment
+
+    compiled = compile_segment(conn, row.segment, config.list_kinds)
+    return q_deliveries.audience_count(conn, where=compiled.where, params=compiled.params)
+
+
+def _info(conn: sqlite3.Connection, row: Campaign, config: Config | None = None) -> CampaignInfo:
     counts = q_deliveries.counts(conn, row.id)
+    recipients: int | None = sum(counts.values())
+    reason = row.status_reason
+    changed: list[str] = []
+    if config is not None and not row.frozen_at and row.status != CampaignStatus.CANCELLED:
+        try:
+            recipients = current_audience(conn, config, row)
+        except SegmentError as exc:
+            recipients, reason = None, reason or f"segment: {exc.message}"
+        if recipients == 0 and not reason:
+            reason = "the segment matches no subscribed contact"
+        changed = changed_since_create(row)
     return CampaignInfo(
         name=row.name,
         status=row.status.value,
@@ -252,19 +317,21 @@ def _info(conn: sqlite3.Connection, row: Campaign) -> CampaignInfo:
         frozen_at=row.frozen_at,
         finished_at=row.finished_at,
         source_path=row.source_path,
-        status_reason=row.status_reason,
-        recipients=sum(counts.values()),
+        status_reason=reason,
+        recipients=recipients,
         counts=counts,
         subject=json.loads(row.definition).get("subject"),
+        changed_files=changed,
     )
 
 
-def list_campaigns(store: Store) -> list[CampaignInfo]:
-    return [_info(store.conn, row) for row in q_campaigns.list_campaigns(store.conn)]
+def list_campaigns(store: Store, config: Config | None = None) -> list[CampaignInfo]:
+    """Every campaign; with `config`, drafts count their audience as it is now."""
+    return [_info(store.conn, row, config) for row in q_campaigns.list_campaigns(store.conn)]
 
 
-def show_campaign(store: Store, name: str) -> CampaignInfo:
-    return _info(store.conn, find_campaign(store.conn, name))
+def show_campaign(store: Store, name: str, config: Config | None = None) -> CampaignInfo:
+    return _info(store.conn, find_campaign(store.conn, name), config)
 
 
 def cancel_campaign(store: Store, name: str, *, clock: Clock = now_utc) -> CampaignInfo:

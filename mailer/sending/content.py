@@ -50,7 +50,7 @@ class Content(Protocol):
     def builder(self, config: Config, frozen: str) -> Builder:
         """A message builder prepared once for one frozen variant."""
 
-    def recipient(self, email: str, name: str, wire_email: str) -> Any:
+    def recipient(self, email: str, name: str, wire_email: str, first_name: str = "") -> Any:
         """The recipient object the builder takes."""
 
     def audience(
@@ -82,10 +82,10 @@ class NewsletterContent:
 
         return MessageBuilder(config, Variant.from_json(frozen))
 
-    def recipient(self, email: str, name: str, wire_email: str) -> Any:
+    def recipient(self, email: str, name: str, wire_email: str, first_name: str = "") -> Any:
         from mailer.newsletter.messages import Recipient
 
-        return Recipient(email=email, name=name, wire_email=wire_email)
+        return Recipient(email=email, name=name, wire_email=wire_email, first_name=first_name)
 
     def audience(
         self, conn: sqlite3.Connection, config: Config, segment: str

@@ -1,8 +1,11 @@
 """`send-due`: start or continue every campaign that is due, for cron.
 
 Each due campaign is sent by mailer.sending.engine with `due_only` set: only pending rows and
-deferred rows whose backoff has passed, no in-run retries. Late campaigns, campaigns another
-run holds and paused campaigns are reported, not sent.
+deferred rows whose backoff has passed, no in-run retries. Campaigns another run holds and
+paused campaigns are reported, not sent. A late campaign, and one that cannot start (its
+audience is empty, a list it names is gone, its stored content no longer renders), becomes
+`paused` with the reason: reported by the run that paused it, then listed as paused until a
+person acts (`send NAME`, or `campaign create` again).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from mailer.config import Config
-from mailer.errors import LeaseHeldError
+from mailer.errors import InputError, LeaseHeldError
 from mailer.sending import smtp
 from mailer.sending.content import Clock, Content, NewsletterContent
 from mailer.sending.engine import run_campaign
@@ -28,9 +31,10 @@ from mailer.timeutil import from_db, now_utc
 @dataclass
 class DueItem:
     campaign: str
-    action: str  # sent | late | held | idle | quota | paused
+    action: str  # sent | late | held | idle | quota | paused | cannot-start
     detail: str = ""
     report: SendReport | None = None
+    changed_files: list[str] = field(default_factory=list)  # edited since `campaign create`
 
 
 @dataclass
@@ -40,6 +44,11 @@ class DueReport:
     @property
     def paused(self) -> bool:
         return any(i.report is not None and i.report.paused for i in self.items)
+
+    @property
+    def failed_to_start(self) -> list[DueItem]:
+        """Campaigns this run paused because they could not start (exit 1, reported once)."""
+        return [i for i in self.items if i.action == "cannot-start"]
 
 
 def send_due(
@@ -64,6 +73,10 @@ def send_due(
     now = clock()
     for row in q_campaigns.due_campaigns(store.conn, now):
         item = _skip_reason(ctx, row, now) or _send_one(ctx, row, options)
+        if not row.frozen_at:
+            from mailer.sending.campaigns import changed_since_create
+
+            item.changed_files = changed_since_create(row)
         report.items.append(item)
         if item.action == "quota" or (
             item.report is not None and (item.report.paused or item.report.quota_exhausted)
@@ -79,12 +92,12 @@ def _skip_reason(ctx: SendContext, row: Campaign, now: datetime) -> DueItem | No
     late_after = timedelta(hours=config.defaults.max_late_hours)
     late = row.send_at is not None and now - from_db(row.send_at) > late_after
     if row.status == CampaignStatus.SCHEDULED and late:
-        return DueItem(
-            row.name,
-            "late",
-            f"send_at {row.send_at} is more than "
-            f"{config.defaults.max_late_hours:g} hours ago; run `mailer send {row.name}`",
-        )
+        from mailer.timeutil import for_people
+
+        when = for_people(row.send_at, config.defaults.zone())
+        reason = f"late: send_at {when} is more than {config.defaults.max_late_hours:g} hours ago"
+        _pause(ctx, row, reason)
+        return DueItem(row.name, "late", f"{reason}; paused; run `mailer send {row.name}`")
     if (
         row.status == CampaignStatus.SENDING
         and q_deliveries.open_count(store.conn, row.id, now) == 0
@@ -101,9 +114,21 @@ def _skip_reason(ctx: SendContext, row: Campaign, now: datetime) -> DueItem | No
     return None
 
 
+def _pause(ctx: SendContext, row: Campaign, reason: str) -> None:
+    with ctx.store.transaction() as conn:
+        q_campaigns.set_status(conn, row.id, CampaignStatus.PAUSED, ctx.clock(), reason=reason)
+
+
 def _send_one(ctx: SendContext, row: Campaign, options: SendOptions) -> DueItem:
     try:
         sent = run_campaign(ctx, row.name, options)
     except LeaseHeldError as exc:
         return DueItem(row.name, "held", exc.message)
+    except InputError as exc:
+        if row.frozen_at:
+            raise
+        # It cannot start (empty audience, a list gone, content that no longer renders):
+        # never marked sent; paused with the reason, so the next run does not retry it.
+        _pause(ctx, row, exc.message)
+        return DueItem(row.name, "cannot-start", exc.message)
     return DueItem(row.name, "sent", "", sent)

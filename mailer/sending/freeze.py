@@ -7,6 +7,7 @@ one `pending` delivery per recipient who was subscribed and in the segment then.
 from __future__ import annotations
 
 from mailer.config import Config
+from mailer.errors import InputError
 from mailer.sending.campaigns import check_messages, find_campaign
 from mailer.sending.content import Clock, Content, NewsletterContent
 from mailer.store import Store
@@ -17,12 +18,19 @@ from mailer.timeutil import now_utc
 ALREADY_FROZEN = -1
 
 
+class EmptyAudienceError(InputError):
+    """The campaign's segment matches no subscribed contact: it is not started (exit 2)."""
+
+
 def freeze_campaign(
     store: Store, config: Config, name: str, *, content: Content, clock: Clock = now_utc
 ) -> int:
     """Write the rendered variants and one pending row per recipient, in one transaction.
 
     Returns the number of recipients, or -1 (ALREADY_FROZEN) when the campaign was frozen.
+    An empty audience is refused (EmptyAudienceError) with nothing written, so a typo'd or
+    emptied segment never marks an issue sent; a list the segment names that is gone is a
+    SegmentError.
     """
     row = find_campaign(store.conn, name)
     if row.frozen_at:
@@ -51,7 +59,7 @@ def freeze_campaign(
             )
         for language in languages:
             q_campaigns.insert_variant(conn, row.id, language, variants[language])
-        return q_deliveries.insert_audience(
+        count = q_deliveries.insert_audience(
             conn,
             row.id,
             where=where,
@@ -60,6 +68,12 @@ def freeze_campaign(
             default_language=default,
             now=now,
         )
+        if count == 0:  # raising rolls the freeze back: the campaign stays as it was
+            raise EmptyAudienceError(
+                f"campaign {row.name} has no recipients: its segment {row.segment!r} matches"
+                " no subscribed contact; nothing sent"
+            )
+        return count
 
 
 def _checked_render(

@@ -28,6 +28,7 @@ class SampleReport:
     campaign: str
     files: list[Path] = field(default_factory=list)
     recipients: list[str] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)  # the variants a test send sent
 
 
 def _sample(
@@ -76,7 +77,7 @@ def dry_run(
     for index, (r, lang) in enumerate(chosen, 1):
         token = make_token(secret, row.id, r["contact_id"])
         message = builders[lang].build(
-            content.recipient(r["email"], r["name"] or "", r["email_ascii"]),
+            content.recipient(r["email"], r["name"] or "", r["email_ascii"], r["first_name"]),
             unsubscribe_url(config.web.base_url, token),
             now=clock(),
             preferences_url=test_preferences_url(config),
@@ -97,34 +98,87 @@ def send_test(
     connect: smtp.ConnectionFactory | None = None,
     clock: Clock = now_utc,
     content: Content | None = None,
+    lang: str | None = None,
 ) -> SampleReport:
-    """Send one sample contact's real message, marked as a test, to `address`; record nothing.
+    """Send the campaign's real message once per language variant (or only `lang`), marked
+    as a test, to `address` alone; record nothing.
 
-    The message goes out as a one-off (mailer.sending.oneoff): no delivery row, and its
+    Each is filled in for a made-up reader of that language, so no real contact's data
+    leaves; it goes out as a one-off (mailer.sending.oneoff): no delivery row, and its
     unsubscribe link names no contact.
     """
     from mailer.addresses import parse_address
-    from mailer.newsletter.preview import test_preferences_url
+    from mailer.newsletter.preview import SAMPLE_READERS, test_preferences_url
 
     content = content or NewsletterContent()
     target = parse_address(address)
     row = find_campaign(store.conn, name)
-    variants, chosen = _sample(store, config, row, content, 1)
-    if not chosen:
-        raise InputError(f"campaign {name!r} has no recipients to take a sample from")
-    sample, lang = chosen[0]
+    variants = (
+        q_campaigns.variants(store.conn, row.id)
+        if row.frozen_at
+        else content.render(config, row.definition)
+    )
+    languages = sorted(variants) if lang is None else [lang.strip().lower()]
+    for one in languages:
+        if one not in variants:
+            raise InputError(
+                f"--lang {one}: campaign {row.name} has no {one} variant"
+                f" (it has {', '.join(sorted(variants))})"
+            )
     token = make_token(config.secret(), row.id, TEST_CONTACT_ID)
-    message = content.builder(config, variants[lang]).build(
-        content.recipient(target.email, sample["name"] or "", target.wire),
-        unsubscribe_url(config.web.base_url, token),
-        now=clock(),
-        test=True,
-        preferences_url=test_preferences_url(config),
-    )
-    oneoff.deliver(
-        config, target, message.message_id, message.data, connect=connect, label="test message"
-    )
-    return SampleReport(row.name, [], [target.email])
+    url = unsubscribe_url(config.web.base_url, token)
+    for one in languages:
+        reader, reader_email = SAMPLE_READERS.get(one, SAMPLE_READERS["en"])
+        message = content.builder(config, variants[one]).build(
+            content.recipient(reader_email, reader, target.wire, reader.split()[0]),
+            url,
+            now=clock(),
+            test=True,
+            preferences_url=test_preferences_url(config),
+        )
+        oneoff.deliver(
+            config, target, message.message_id, message.data, connect=connect, label="test message"
+        )
+    return SampleReport(row.name, [], [target.email], languages)
+
+
+@dataclass
+class Preflight:
+    """What `send` says before it asks: the status, the audience, the files edited since."""
+
+    campaign: str
+    status: str
+    finished_at: str | None
+    audience: int
+    changed_files: list[str]
+
+    @property
+    def already_sent(self) -> bool:
+        return self.status == "sent"
+
+
+def preflight(
+    store: Store, config: Config, name: str, *, resend_unknown: bool = False
+) -> Preflight:
+    """Look at campaign `name` before a send asks anything: a cancelled one is refused, an
+    unfrozen one with an empty audience too (EmptyAudienceError, exit 2; a list its segment
+    names that is gone: SegmentError); a sent one is reported as such."""
+    from mailer.errors import ConflictError
+    from mailer.sending.campaigns import changed_since_create
+    from mailer.sending.freeze import EmptyAudienceError
+    from mailer.states import CampaignStatus
+
+    row = find_campaign(store.conn, name)
+    if row.status == CampaignStatus.CANCELLED:
+        raise ConflictError(f"campaign {row.name!r} is cancelled")
+    done = row.status == CampaignStatus.SENT and not resend_unknown
+    count = 0 if done else audience_size(store, config, name)
+    if count == 0 and not row.frozen_at and not done:
+        raise EmptyAudienceError(
+            f"campaign {row.name} has no recipients: its segment {row.segment!r} matches no"
+            " subscribed contact; nothing sent"
+        )
+    return Preflight(row.name, row.status.value, row.finished_at, count, changed_since_create(row))
 
 
 def audience_size(

@@ -65,6 +65,7 @@ class Job:
     wire: str | None
     name: str
     message_id: str = ""
+    first_name: str = ""
 
 
 def run_owner() -> str:
@@ -171,6 +172,7 @@ class Run:
                     r["email"],
                     r["email_ascii"],
                     r["name"] or "",
+                    first_name=r["first_name"] or "",
                 )
             after = rows[-1]["id"]
 
@@ -192,7 +194,7 @@ class Run:
         # Only with [signup]: a Content's builder made before the field need not know it.
         prefs = self.preferences_url(contact_id)
         builder = self.builder(job.language)
-        recipient = self.content.recipient(email, job.name, wire)
+        recipient = self.content.recipient(email, job.name, wire, job.first_name)
         url, now = unsubscribe_url(self.base_url, token), self.clock()
         links = self.links.urls(getattr(builder, "links", ()), job.id)  # () when not counted
         extra: dict[str, Any] = {}

@@ -99,7 +99,8 @@ def update_definition(
     marks = ", ".join("?" for _ in expected)
     cursor = conn.execute(
         "UPDATE campaigns SET source_path = ?, definition = ?, segment = ?, status = ?,"
-        f" send_at = ? WHERE id = ? AND frozen_at IS NULL AND status IN ({marks})",
+        " send_at = ?, status_reason = NULL"
+        f" WHERE id = ? AND frozen_at IS NULL AND status IN ({marks})",
         (
             source_path,
             definition,

@@ -24,13 +24,14 @@ def insert_contact(
     consent_source: str,
     now: datetime,
     status: str = "subscribed",
+    first_name: str = "",
 ) -> int:
     stamp = to_db(now)
     contact_id = next_contact_id(conn)
     conn.execute(
         "INSERT INTO contacts (id, email, email_ascii, email_key, name, organization, language,"
-        " status, attributes, consent_source, consent_at, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " status, attributes, consent_source, consent_at, created_at, updated_at, first_name)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             contact_id,
             email,
@@ -45,6 +46,7 @@ def insert_contact(
             stamp,
             stamp,
             stamp,
+            first_name,
         ),
     )
     return contact_id
@@ -79,6 +81,13 @@ def add_membership(conn: sqlite3.Connection, list_id: int, contact_id: int) -> b
     return cursor.rowcount == 1
 
 
+def remove_membership(conn: sqlite3.Connection, list_id: int, contact_id: int) -> bool:
+    cursor = conn.execute(
+        "DELETE FROM memberships WHERE list_id = ? AND contact_id = ?", (list_id, contact_id)
+    )
+    return cursor.rowcount == 1
+
+
 def contact_lists(conn: sqlite3.Connection, contact_id: int) -> list[str]:
     rows = conn.execute(
         "SELECT l.kind || ':' || l.slug FROM memberships m JOIN lists l ON l.id = m.list_id"
@@ -91,7 +100,8 @@ def contact_lists(conn: sqlite3.Connection, contact_id: int) -> list[str]:
 # --- contacts, in bulk (import) and one at a time ---------------------------------------
 
 CONTACT_COLUMNS = (
-    "id, email, email_ascii, email_key, name, organization, language, status, attributes"
+    "id, email, email_ascii, email_key, name, organization, language, status, attributes,"
+    " first_name"
 )
 
 
@@ -191,8 +201,11 @@ def stage_many(
 def staged_in_order(conn: sqlite3.Connection, size: int) -> Iterator[list[bytes]]:
     """The staged rows in file order (they were staged in it), `size` at a time."""
     cursor = conn.execute("SELECT row FROM temp.import_rows ORDER BY rowid")
-    while batch := cursor.fetchmany(size):
-        yield [row for (row,) in batch]
+    try:
+        while batch := cursor.fetchmany(size):
+            yield [row for (row,) in batch]
+    finally:
+        cursor.close()  # an import that failed midway can then drop the staging table
 
 
 def next_contact_id(conn: sqlite3.Connection) -> int:
@@ -206,22 +219,28 @@ def next_contact_id(conn: sqlite3.Connection) -> int:
 
 def insert_contacts_many(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     """Insert contacts: (id, email, email_ascii, email_key, name, organization, language,
-    status, attributes_json, consent_source, consent_at, created_at, updated_at)."""
+    status, attributes_json, consent_source, consent_at, created_at, updated_at, first_name)."""
     conn.executemany(
         "INSERT INTO contacts (id, email, email_ascii, email_key, name, organization, language,"
-        " status, attributes, consent_source, consent_at, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " status, attributes, consent_source, consent_at, created_at, updated_at, first_name)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
 
 
 def update_contacts_many(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Update contacts: (name, organization, language, attributes_json, updated_at, id)."""
+    """Update contacts: (name, organization, language, attributes_json, updated_at,
+    first_name, id)."""
     conn.executemany(
         "UPDATE contacts SET name = ?, organization = ?, language = ?, attributes = ?,"
-        " updated_at = ? WHERE id = ?",
+        " updated_at = ?, first_name = ? WHERE id = ?",
         rows,
     )
+
+
+def remove_memberships_many(conn: sqlite3.Connection, pairs: list[tuple[int, int]]) -> None:
+    """Remove (list_id, contact_id) memberships (those that do not exist are no matter)."""
+    conn.executemany("DELETE FROM memberships WHERE list_id = ? AND contact_id = ?", pairs)
 
 
 def add_memberships_many(conn: sqlite3.Connection, pairs: list[tuple[int, int]]) -> None:
@@ -238,16 +257,18 @@ def update_contact(
     language: str,
     attributes: Mapping[str, Any],
     now: datetime,
+    first_name: str | None = None,
 ) -> None:
     conn.execute(
         "UPDATE contacts SET name = ?, organization = ?, language = ?, attributes = ?,"
-        " updated_at = ? WHERE id = ?",
+        " updated_at = ?, first_name = coalesce(?, first_name) WHERE id = ?",
         (
             name,
             organization,
             language,
             json.dumps(dict(attributes), ensure_ascii=False, sort_keys=True),
             to_db(now),
+            first_name,
             contact_id,
         ),
     )

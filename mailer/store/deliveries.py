@@ -57,7 +57,8 @@ def audience_sample(
 ) -> list[sqlite3.Row]:
     """The first subscribed contacts matching `where`, for a dry run of an unfrozen campaign."""
     return conn.execute(
-        "SELECT c.id AS contact_id, c.email, c.email_ascii, c.name, c.language FROM contacts c"
+        "SELECT c.id AS contact_id, c.email, c.email_ascii, c.name, c.first_name, c.language"
+        " FROM contacts c"
         f" WHERE c.status = 'subscribed' AND ({where}) ORDER BY c.id LIMIT ?",
         (*params, limit),
     ).fetchall()
@@ -66,7 +67,8 @@ def audience_sample(
 def frozen_sample(conn: sqlite3.Connection, campaign_id: int, limit: int) -> list[sqlite3.Row]:
     """The first recipients of a frozen campaign (any state)."""
     return conn.execute(
-        "SELECT d.contact_id, c.email, c.email_ascii, c.name, d.language FROM deliveries d"
+        "SELECT d.contact_id, c.email, c.email_ascii, c.name, c.first_name, d.language"
+        " FROM deliveries d"
         " JOIN contacts c ON c.id = d.contact_id WHERE d.campaign_id = ? ORDER BY d.id LIMIT ?",
         (campaign_id, limit),
     ).fetchall()
@@ -121,7 +123,7 @@ def fetch_batch(
     due = to_db(deferred_due) if deferred_due else None
     return conn.execute(
         "SELECT d.id, d.contact_id, d.language, d.status, d.attempts, d.first_attempt_at,"
-        " c.email, c.email_ascii, c.name FROM deliveries d"
+        " c.email, c.email_ascii, c.name, c.first_name FROM deliveries d"
         " LEFT JOIN contacts c ON c.id = d.contact_id"
         # The literal IN term lets SQLite use the partial index deliveries_open.
         " WHERE d.status IN ('pending', 'sending', 'deferred')"
