@@ -7,6 +7,7 @@ templates from it), so the tokens, Message-IDs and List-Unsubscribe headers are 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 import pytest
@@ -109,6 +110,10 @@ def test_bounces_import_applies_the_whole_corpus_once(workspace, sent, tmp_path)
             "received_at",
             "action",
         }
+        # ISO 8601 with the offset of defaults.timezone (Helsinki: +02:00 or +03:00).
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0[23]:00", row["received_at"])
+    table = workspace.cli("bounces", "list").stdout  # for people: 'YYYY-MM-DD HH:MM', no offset
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", table) and "+0" not in table
     # Every status change went through its owner, with an event of the right source.
     events = _rows(
         workspace,

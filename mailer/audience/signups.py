@@ -19,7 +19,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING
 
 from mailer.addresses import ascii_form, clean_line, parse_address, suppression_hash
@@ -32,7 +32,7 @@ from mailer.states import SignupStatus
 from mailer.store import contacts as q_contacts
 from mailer.store import outbox as q_outbox
 from mailer.store import signups as q
-from mailer.timeutil import from_db
+from mailer.timeutil import for_people, from_db
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -324,14 +324,19 @@ class SignupView:
     confirmed_at: datetime | None
     expires_at: datetime
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, zone: tzinfo = timezone.utc, *, machine: bool = True) -> dict[str, object]:
+        """The JSON shape; times in `zone` (ISO 8601 with offset, or for people)."""
         return {
             "email": self.email,
             "status": self.status,
             "lists": list(self.lists),
             "language": self.language,
-            "requested_at": self.requested_at.isoformat(),
-            "confirmed_at": None if self.confirmed_at is None else self.confirmed_at.isoformat(),
+            "requested_at": for_people(self.requested_at, zone, machine=machine),
+            "confirmed_at": (
+                None
+                if self.confirmed_at is None
+                else for_people(self.confirmed_at, zone, machine=machine)
+            ),
         }
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone, tzinfo
 
 from mailer.audience.subscriptions import change_status
 from mailer.bounces.codes import Verdict, enhanced_code
@@ -28,7 +28,7 @@ from mailer.errors import NotFoundError
 from mailer.states import ContactStatus
 from mailer.store import Store
 from mailer.store import bounces as q
-from mailer.timeutil import from_db, now_utc
+from mailer.timeutil import for_people, from_db, now_utc
 from mailer.tokens import verify_return_path_token, verify_token
 
 SUBSCRIBED, UNSUBSCRIBED, BOUNCED = (s.value for s in ContactStatus)
@@ -122,14 +122,15 @@ class BounceRecord:
     received_at: datetime
     action: str
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self, zone: tzinfo = timezone.utc, *, machine: bool = True) -> dict[str, object]:
+        """The JSON shape; times in `zone` (ISO 8601 with offset, or for people)."""
         return {
             "email": self.email,
             "campaign": self.campaign,
             "kind": self.kind,
             "status": self.status,
             "diagnostic": self.diagnostic,
-            "received_at": self.received_at.isoformat(timespec="seconds"),
+            "received_at": for_people(self.received_at, zone, machine=machine),
             "action": self.action,
         }
 

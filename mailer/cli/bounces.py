@@ -130,10 +130,10 @@ def list_command(
     check_format(fmt)
     if kind is not None and kind not in KINDS:
         raise InputError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    moment = parse_since(since) if since else None
     config = get_config(ctx)
+    moment = parse_since(since, config.defaults.zone()) if since else None
     with open_store(config) as store:
-        rows = [
-            r.to_dict() for r in list_bounces(store, campaign=campaign, since=moment, kind=kind)
-        ]
+        found = list_bounces(store, campaign=campaign, since=moment, kind=kind)
+    zone, machine = config.defaults.zone(), fmt != "table"  # people read the configured zone
+    rows = [r.to_dict(zone, machine=machine) for r in found]
     print_rows(rows, LIST_COLUMNS, fmt)

@@ -258,7 +258,8 @@ def show(
     if change is not None:
         data["last_change"] = change.to_dict(config.defaults.zone(), machine=fmt == "json")
     data["consent"] = view.consent
-    data["last_bounce"] = None if bounce is None else bounce.to_dict()
+    zone, machine = config.defaults.zone(), fmt == "json"
+    data["last_bounce"] = None if bounce is None else bounce.to_dict(zone, machine=machine)
     if fmt == "json":
         print_json(data)
         return

@@ -39,7 +39,8 @@ def list_(
     config = get_config(ctx)
     with open_store(config) as store:
         report = list_signups(store, status, now=now_utc())
-    print_rows([view.to_json() for view in report.signups], SIGNUP_COLUMNS, fmt)
+    zone, machine = config.defaults.zone(), fmt != "table"  # people read the configured zone
+    print_rows([v.to_json(zone, machine=machine) for v in report.signups], SIGNUP_COLUMNS, fmt)
     refusals = ", ".join(f"{reason} {count}" for reason, count in sorted(report.refusals.items()))
     err(f"Refused quietly in the last 30 days: {refusals or 'none'}")
     mails = ", ".join(f"{state} {count}" for state, count in sorted(report.outbox.items()))
