@@ -20,6 +20,7 @@ from mailer.i18n import LANGUAGES
 from mailer.states import ContactStatus, contact_may_move
 from mailer.store import Store
 from mailer.store import subscriptions as q
+from mailer.store.campaigns import campaign_id_by_name
 from mailer.timeutil import from_db
 
 SUBSCRIBED, UNSUBSCRIBED, BOUNCED = (s.value for s in ContactStatus)
@@ -424,7 +425,7 @@ def events(
     conn = store.conn
     campaign_id = None
     if campaign is not None:
-        campaign_id = q.campaign_id_by_name(conn, campaign)
+        campaign_id = campaign_id_by_name(conn, campaign)
         if campaign_id is None:
             raise NotFoundError(f"no campaign named {campaign!r}")
     return [

@@ -28,6 +28,7 @@ from mailer.errors import NotFoundError
 from mailer.states import ContactStatus
 from mailer.store import Store
 from mailer.store import bounces as q
+from mailer.store.campaigns import campaign_id_by_name
 from mailer.timeutil import for_people, from_db, now_utc
 from mailer.tokens import verify_return_path_token, verify_token
 
@@ -361,7 +362,7 @@ def list_bounces(
     conn = store.conn
     campaign_id = None
     if campaign is not None:
-        campaign_id = q.campaign_id_by_name(conn, campaign)
+        campaign_id = campaign_id_by_name(conn, campaign)
         if campaign_id is None:
             raise NotFoundError(f"no campaign named {campaign!r}")
     rows = q.list_bounces(conn, campaign_id=campaign_id, since=since, kind=kind)

@@ -151,8 +151,3 @@ def campaign_reasons(conn: sqlite3.Connection, campaign_id: int) -> list[tuple[s
         (campaign_id,),
     )
     return [(str(kind), str(status), int(n)) for kind, status, n in rows]
-
-
-def campaign_id_by_name(conn: sqlite3.Connection, name: str) -> int | None:
-    row = conn.execute("SELECT id FROM campaigns WHERE name = ?", (name,)).fetchone()
-    return None if row is None else int(row[0])

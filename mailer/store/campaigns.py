@@ -296,3 +296,9 @@ def prune_usage(conn: sqlite3.Connection, now: datetime) -> None:
         "DELETE FROM smtp_usage_minute WHERE minute <= ?",
         (_minute(now - timedelta(days=2)),),
     )
+
+
+def campaign_id_by_name(conn: sqlite3.Connection, name: str) -> int | None:
+    """The id of the campaign named `name`, or None."""
+    row = conn.execute("SELECT id FROM campaigns WHERE name = ?", (name,)).fetchone()
+    return None if row is None else int(row[0])

@@ -69,11 +69,6 @@ def campaign_for_page(conn: sqlite3.Connection, campaign_id: int) -> sqlite3.Row
     ).fetchone()
 
 
-def campaign_id_by_name(conn: sqlite3.Connection, name: str) -> int | None:
-    row = conn.execute("SELECT id FROM campaigns WHERE name = ?", (name,)).fetchone()
-    return None if row is None else int(row[0])
-
-
 def last_event(conn: sqlite3.Connection, contact_id: int) -> sqlite3.Row | None:
     """The contact's latest status event (consent-only events left out)."""
     return conn.execute(
