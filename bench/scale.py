@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from import_contacts import CLUSTERS, FIRST, LAST, MUNICIPALITIES  # noqa: E402
 
-SECRET = "bench-secret"
+SECRET = "bench-secret-0123456789abcdefghijklmnop"
 COMPANIES = [
     "Circular Economy",
     "Sustainable Tourism",
