@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
+import pytest
+
 from mailer.timeutil import now_utc
 from mailer.tokens import make_form_stamp
 from tests.conftest import SECRET, Workspace
 from tests.smtp_sink import SmtpSink
-from tests.web_helpers import Client, Reply
+from tests.web_helpers import Client, Reply, Server
 
 LISTS = (
     ("company:sustainable-tourism", "Kestävä matkailu"),
@@ -155,3 +158,25 @@ def parse_form(html: str) -> FormParser:
     parser = FormParser()
     parser.feed(html)
     return parser
+
+
+# --- module fixtures shared by the signup and preference tests: one sink, workspace, server ---
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def ws(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink):
+    folder = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    return signup_workspace(folder / "ws", sink)
+
+
+@pytest.fixture(scope="module")
+def server(ws: Workspace) -> Iterator[Server]:
+    srv = Server.start(ws.path, ws.env())
+    yield srv
+    srv.stop()

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from urllib.parse import urlencode
 
-import pytest
-
 from mailer.tokens import make_preferences_token
+from tests import signup_helpers
 from tests.conftest import SECRET, Workspace
 from tests.signup_helpers import (
     aged_stamp,
     link_path,
     mails_to,
-    signup_workspace,
     wait_for_mails,
 )
-from tests.smtp_sink import SmtpSink
 from tests.web_helpers import Server, contact_status
 
 SHEET = (
@@ -27,22 +23,8 @@ SHEET = (
 )
 
 
-@pytest.fixture(scope="module")
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Workspace:
-    return signup_workspace(tmp_path_factory.mktemp("prefs") / "ws", sink)
-
-
-@pytest.fixture(scope="module")
-def server(ws: Workspace) -> Iterator[Server]:
-    srv = Server.start(ws.path, ws.env())
-    yield srv
-    srv.stop()
+# One sink, workspace and `mailer serve` per module (tests/signup_helpers.py).
+sink, ws, server = signup_helpers.sink, signup_helpers.ws, signup_helpers.server
 
 
 def imported(ws: Workspace, tmp_path, sheet: str = SHEET) -> dict:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
-import pytest
 from typer.testing import CliRunner
 
 from mailer.cli import app
 from mailer.tokens import make_confirm_token, make_preferences_token, make_token
+from tests import signup_helpers
 from tests.conftest import SECRET, Workspace
 from tests.signup_helpers import (
     aged_stamp,
@@ -22,29 +21,12 @@ from tests.signup_helpers import (
     mails_to,
     parse_form,
     post_signup,
-    signup_workspace,
     wait_for_mails,
 )
-from tests.smtp_sink import SmtpSink
 from tests.web_helpers import Server, add_contact
 
-
-@pytest.fixture(scope="module")
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Workspace:
-    return signup_workspace(tmp_path_factory.mktemp("signup") / "ws", sink)
-
-
-@pytest.fixture(scope="module")
-def server(ws: Workspace) -> Iterator[Server]:
-    srv = Server.start(ws.path, ws.env())
-    yield srv
-    srv.stop()
+# One sink, workspace and `mailer serve` per module (tests/signup_helpers.py).
+sink, ws, server = signup_helpers.sink, signup_helpers.ws, signup_helpers.server
 
 
 def db_snapshot(ws: Workspace) -> dict[str, list[tuple]]:

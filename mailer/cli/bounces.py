@@ -114,7 +114,7 @@ def list_command(
         None,
         "--since",
         metavar="DATE",
-        help="Only bounces at or after DATE (YYYY-MM-DD, Helsinki time, or ISO date-time).",
+        help="Only bounces at or after DATE (YYYY-MM-DD in defaults.timezone, or ISO date-time).",
     ),
     kind: str = typer.Option(None, "--kind", help="Only this kind: hard, soft or complaint."),
     fmt: str = typer.Option("table", "--format", help="Output format: table, csv or json."),
