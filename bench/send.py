@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import email
 import email.policy
@@ -39,6 +38,9 @@ import threading
 import time
 from pathlib import Path
 from statistics import median
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' key helper
+from tests.dkim_helpers import make_keys  # noqa: E402
 
 PY = sys.executable
 SENDER = "uutiset@arcticsmartness.eu"
@@ -319,26 +321,6 @@ def run_rate(stderr: str) -> float:
 # --- signed against unsigned ------------------------------------------------------------
 
 KINDS = ("unsigned", "rsa", "rsa+ed25519")
-
-
-def make_keys(root: Path) -> tuple[Path, Path, dict[bytes, bytes]]:
-    """An RSA-2048 and an Ed25519 key made by openssl, and their DNS records."""
-    rsa, ed = root / "rsa.pem", root / "ed25519.pem"
-
-    def openssl(*args: str) -> bytes:
-        return subprocess.run(["openssl", *args], check=True, capture_output=True).stdout
-
-    openssl("genrsa", "-out", str(rsa), "2048")
-    openssl("genpkey", "-algorithm", "ed25519", "-out", str(ed))
-    rsa_public = openssl("rsa", "-in", str(rsa), "-pubout", "-outform", "DER")
-    ed_public = openssl("pkey", "-in", str(ed), "-pubout", "-outform", "DER")[-32:]
-    records = {
-        b"mailer._domainkey.arcticsmartness.eu.": b"v=DKIM1; k=rsa; p="
-        + base64.b64encode(rsa_public),
-        b"mailered._domainkey.arcticsmartness.eu.": b"v=DKIM1; k=ed25519; p="
-        + base64.b64encode(ed_public),
-    }
-    return rsa, ed, records
 
 
 def sign_with(ws: Path, rsa: Path, ed: Path | None) -> None:

@@ -6,10 +6,8 @@ keys from a DNS stub, so nothing leaves the machine.
 
 from __future__ import annotations
 
-import base64
 import re
 import shutil
-import subprocess
 from datetime import datetime, timezone
 
 import dkim
@@ -19,6 +17,7 @@ from hypothesis import strategies as st
 
 from mailer.newsletter.dkim import Signer, SigningKey, load_key, relaxed_body
 from tests.contacts_helpers import write_csv
+from tests.dkim_helpers import make_keys
 from tests.newsletter_helpers import copy_campaign
 from tests.sending_helpers import ScriptedSink, point_at
 
@@ -26,28 +25,12 @@ NOW = datetime(2026, 11, 28, 9, 30, 15, tzinfo=timezone.utc)
 NAME = "uutiskirje-2018-11"
 
 
-def _openssl(*args: str) -> bytes:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make throwaway DKIM keys")
-    return subprocess.run(["openssl", *args], check=True, capture_output=True).stdout
-
-
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     """(rsa.pem, ed25519.pem, DNS records by selector) made by openssl."""
-    folder = tmp_path_factory.mktemp("keys")
-    rsa, ed = folder / "rsa.pem", folder / "ed25519.pem"
-    _openssl("genrsa", "-out", str(rsa), "2048")
-    _openssl("genpkey", "-algorithm", "ed25519", "-out", str(ed))
-    rsa_public = _openssl("rsa", "-in", str(rsa), "-pubout", "-outform", "DER")
-    ed_public = _openssl("pkey", "-in", str(ed), "-pubout", "-outform", "DER")[-32:]
-    records = {
-        b"mailer._domainkey.arcticsmartness.eu.": b"v=DKIM1; k=rsa; p="
-        + base64.b64encode(rsa_public),
-        b"mailered._domainkey.arcticsmartness.eu.": b"v=DKIM1; k=ed25519; p="
-        + base64.b64encode(ed_public),
-    }
-    return rsa, ed, records
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make throwaway DKIM keys")
+    return make_keys(tmp_path_factory.mktemp("keys"))
 
 
 def _verify(data: bytes, records: dict[bytes, bytes]) -> list[bool]:
