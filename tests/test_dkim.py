@@ -132,6 +132,38 @@ def test_a_wrong_or_missing_key_is_a_one_line_error_before_anything_is_stored(wo
     assert res.exit_code != 0 and "missing.pem" in res.stderr
 
 
+def test_a_damaged_rsa_key_is_refused_before_anything_is_signed(workspace, keys, tmp_path):
+    # The key is loaded without OpenSSL's slow consistency check; a key whose signatures
+    # its own public key refuses (here: d and the CRT exponent altered) is still refused.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
+
+    rsa, _, _ = keys
+    numbers = serialization.load_pem_private_key(rsa.read_bytes(), None).private_numbers()
+    damaged = rsa_keys.RSAPrivateNumbers(
+        p=numbers.p,
+        q=numbers.q,
+        d=numbers.d + 2,
+        dmp1=numbers.dmp1 + 2,
+        dmq1=numbers.dmq1,
+        iqmp=numbers.iqmp,
+        public_numbers=numbers.public_numbers,
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    pem = tmp_path / "damaged.pem"
+    pem.write_bytes(
+        damaged.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    _configure(workspace, pem)
+    res = workspace.cli("campaign", "create", str(copy_campaign(workspace.path)))
+    assert res.exit_code != 0 and len(res.stderr.strip().splitlines()) == 1
+    assert "dkim.private_key" in res.stderr and "do not verify" in res.stderr
+    assert workspace.cli("campaign", "list", "--format", "json").stdout.strip() == "[]"
+
+
 # Bodies and headers with what relaxed canonicalisation must squeeze: runs of spaces and tabs,
 # whitespace at line ends, blank lines at the end, folded headers.
 _line = st.text(alphabet=" \tab=.", max_size=12)

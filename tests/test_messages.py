@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import re
@@ -235,6 +236,48 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(campaign, tmp_path)
         b"MIME-Version:", b"List-Unsubscribe: <https://evil.example/>\r\nMIME-Version:", 1
     )
     assert not dkim.verify(added, dnsfunc=dns)  # over-signed: a second instance breaks it
+
+
+def test_the_prepared_signature_equals_one_made_from_the_finished_message(campaign, tmp_path):
+    # The builder canonicalises its fixed headers once and hands the signer only the ones
+    # that vary; the signature must be the one made by parsing the whole message (RSA
+    # PKCS#1 v1.5 is deterministic), for list, test and one-off messages alike.
+    workspace, variants = campaign
+    key, _ = _openssl_key(tmp_path)
+    workspace.set_config("dkim", "domain", '"arcticsmartness.eu"')
+    workspace.set_config("dkim", "selector", '"mailer"')
+    workspace.set_config("dkim", "private_key", f'"{key}"')
+    workspace.set_config("sender", "reply_to", '"toimitus@arcticsmartness.eu"')
+    config = workspace.config()
+    for builder, test in (
+        (MessageBuilder(config, variants["fi"]), False),
+        (MessageBuilder(config, variants["en"]), True),
+        (MessageBuilder(config, _one_off(links_unsubscribe=False), list_message=False), False),
+    ):
+        url = UNSUB if builder.list_message else ""
+        who = Recipient("maija@example.fi", 'Maija "Mäki" Meikäläinen-Pitkänimi von Lappi')
+        data = builder.build(who, url, now=NOW, test=test).data
+        head, _, message = data.partition(b"\r\nFrom:")
+        signatures = head + b"\r\n"
+        unsigned = b"From:" + message
+        assert builder._signers[test].sign(unsigned, NOW) == signatures + unsigned
+
+
+def test_only_messages_without_a_line_starting_with_a_dot_skip_dot_stuffing(campaign):
+    workspace, variants = campaign
+    builder = MessageBuilder(workspace.config(), variants["fi"])
+    plain = builder.build(Recipient("maija@example.fi", "Maija"), UNSUB, now=NOW)
+    assert plain.dot_free and b"\n." not in plain.data
+    # "Hei " and 71 letters fill a quoted-printable line: ".Maija" starts the next one.
+    dotted = builder.build(Recipient("maija@example.fi", "A" * 71 + ".Maija"), UNSUB, now=NOW)
+    assert not dotted.dot_free and b"\r\n.Maija" in dotted.data
+    variant = variants["fi"]
+    text = variant.text.replace("\n", "\n.piste alussa\n", 1)
+    with_dot = dataclasses.replace(variant, text=text)
+    message = MessageBuilder(workspace.config(), with_dot).build(
+        Recipient("maija@example.fi", "Maija"), UNSUB, now=NOW
+    )
+    assert not message.dot_free and b"\r\n.piste" in message.data
 
 
 def _one_off(*, links_unsubscribe: bool) -> Variant:

@@ -71,6 +71,8 @@ class Recipient:
 class BuiltMessage:
     message_id: str  # with angle brackets, as in the header
     data: bytes  # the exact CRLF bytes to send (DKIM-signed when configured)
+    # No line starts with "." (so SMTP needs no dot-stuffing scan of the whole message).
+    dot_free: bool = False
 
 
 # --- header encoding ---------------------------------------------------------------------
@@ -271,6 +273,11 @@ def _encoded_values(values: Sequence[str]) -> dict[int, bytes]:
     return out
 
 
+def _dot_line(piece: bytes) -> bool:
+    """Whether a piece that starts a line has a line starting with "." (SMTP stuffs those)."""
+    return piece.startswith(b".") or b"\n." in piece
+
+
 def _check_unsubscribe_url(url: str) -> None:
     if any(ch in url for ch in "\r\n<> \t") or not url.startswith(("https://", "http://")):
         raise ValueError(f"bad unsubscribe URL {url!r}")
@@ -331,6 +338,12 @@ class MessageBuilder:
         if not isinstance(html_pieces[-1], str) or not html_pieces[-1].endswith("\n"):
             html_pieces.append("\n")
         self._html = _prepare_part(html_pieces)
+        # Every piece starts a line (the pieces end with a soft or a real line break), so a
+        # line starting with "." starts a piece or follows a line break inside one: the
+        # constant pieces are looked at here, the recipient's values in `build`.
+        self._dot_free = not any(
+            _dot_line(p) for p in (*self._text, *self._html) if isinstance(p, bytes)
+        )
         link = variant.placeholder("unsubscribe_url")
         self._links_unsubscribe = "unsubscribe_url" in variant.fields and (
             link in variant.text or link in variant.html
@@ -338,7 +351,10 @@ class MessageBuilder:
         self._signers: dict[bool, Signer] = {}
         if config.dkim is not None:
             keys = signing_keys(config)
-            self._signers = {test: Signer(keys, self._signed_names(test)) for test in (False, True)}
+            self._signers = {
+                test: Signer(keys, self._signed_names(test), self._fixed_head(test))
+                for test in (False, True)
+            }
             # The body's constant pieces in DKIM's relaxed form, made once per variant; each
             # piece ends at a line end, so the relaxed body is the join of relaxed pieces.
             self._relaxed: list[bytes | tuple[int, int]] = [
@@ -389,17 +405,18 @@ class MessageBuilder:
         html_values = _encoded_values(
             [html_module.escape(v, quote=True) for v in (*values, *(links or self.variant.links))]
         )
+        # A test goes to the tester alone: no (sample) reader's name beside the address.
+        to = address_header("To", "" if test else recipient.name, wire).encode("utf-8")
+        date = format_datetime(now).encode()
+        unsubscribe = b"<" + unsubscribe_url.encode("ascii") + b">" if self.list_message else b""
         headers = [
             self._from,
-            # A test goes to the tester alone: no (sample) reader's name beside the address.
-            address_header("To", "" if test else recipient.name, wire).encode("utf-8"),
+            to,
             self._subject_test if test else self._subject,
-            b"Date: " + format_datetime(now).encode() + CRLF,
+            b"Date: " + date + CRLF,
             b"Message-ID: " + message_id.encode() + CRLF,
             self._after_ids,
-            b"List-Unsubscribe: <" + unsubscribe_url.encode("ascii") + b">\r\n"
-            if self.list_message
-            else b"",
+            b"List-Unsubscribe: " + unsubscribe + CRLF if unsubscribe else b"",
             b"X-Mailer-Test: yes\r\n" if test else b"",
             self._one_click,
             self._tail,
@@ -416,8 +433,20 @@ class MessageBuilder:
                 p if isinstance(p, bytes) else relaxed_piece(parts[p[0]][p[1]])
                 for p in self._relaxed
             )
-            data = self._signers[test].sign(data, now, relaxed=relaxed)
-        return BuiltMessage(message_id, data)
+            varying = [(b"to", to[3:]), (b"date", date), (b"message-id", message_id.encode())]
+            if unsubscribe:
+                varying.append((b"list-unsubscribe", unsubscribe))
+            data = self._signers[test].sign(data, now, relaxed=relaxed, varying=varying)
+        dot_free = self._dot_free and not any(
+            _dot_line(v) for v in (*text_values.values(), *html_values.values())
+        )
+        return BuiltMessage(message_id, data, dot_free)
+
+    def _fixed_head(self, test: bool) -> bytes:
+        """The header fields every message of this builder carries unchanged (for DKIM)."""
+        subject = self._subject_test if test else self._subject
+        marker = b"X-Mailer-Test: yes\r\n" if test else b""
+        return self._from + subject + self._after_ids + marker + self._one_click + self._tail
 
     def _signed_names(self, test: bool) -> list[str]:
         """The DKIM h= list: the headers this builder writes, then the over-signed ones."""

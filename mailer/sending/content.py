@@ -26,6 +26,10 @@ class Built(Protocol):
     @property
     def data(self) -> bytes: ...
 
+    @property
+    def dot_free(self) -> bool:
+        """True when no line starts with "." (the builder looked); False when unknown."""
+
 
 class Builder(Protocol):
     def build(

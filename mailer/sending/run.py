@@ -207,7 +207,13 @@ class Run:
         mail_from = self.sender_address
         if self.config.bounces is not None:  # LOCAL+TOKEN@DOMAIN names this delivery
             mail_from = return_path_address(mail_from, make_return_path_token(self.secret, job.id))
-        return smtp.Envelope(mail_from, wire, message.data, needs_smtputf8=not wire.isascii())
+        return smtp.Envelope(
+            mail_from,
+            wire,
+            message.data,
+            needs_smtputf8=not wire.isascii(),
+            dot_free=getattr(message, "dot_free", False),
+        )
 
     def preferences_url(self, contact_id: int) -> str:
         """The footer's preference link, with [signup] ('' without)."""
