@@ -49,6 +49,9 @@ _validator: Any = None
 _domains: dict[str, tuple[str, str]] = {}  # domain as written -> (domain, ASCII domain)
 # A local part is checked beside an address literal: the cheapest domain to validate.
 _PROBE_DOMAIN = "[127.0.0.1]"
+_ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"  # RFC 5322 atext, ASCII
+_DOT_ATOM = re.compile(f"[{_ATEXT}]+(?:\\.[{_ATEXT}]+)*")
+_SPACE = re.compile(r"\s")
 
 
 def _email_validator() -> Any:
@@ -81,6 +84,11 @@ def validate(addr: str) -> tuple[str, str | None, str, str]:
                 known = (info.domain, info.ascii_domain)
                 if len(_domains) < 100_000:
                     _domains[domain] = known
+            if len(local) <= 64 and _DOT_ATOM.fullmatch(local) and not _role_name(v, local):
+                # The usual local part: RFC 5322 dot-atom in ASCII, which email-validator
+                # accepts as it is (no normalisation; ASCII form = itself). RFC 2142 role
+                # names (Abuse@, Info@) it lower-cases: those take the path below.
+                return local, local, known[0], known[1]
             info = v.validate_email(
                 local + "@" + _PROBE_DOMAIN, check_deliverability=False, allow_domain_literal=True
             )
@@ -90,6 +98,10 @@ def validate(addr: str) -> tuple[str, str | None, str, str]:
             return info.local_part, info.ascii_local_part, known[0], known[1]
     info = v.validate_email(addr, check_deliverability=False)
     return info.local_part, info.ascii_local_part, info.domain, info.ascii_domain
+
+
+def _role_name(v: Any, local: str) -> bool:
+    return local.lower() in v.rfc_constants.CASE_INSENSITIVE_MAILBOX_NAMES
 
 
 _NAME_AND_ADDRESS = re.compile(r"(?P<name>[^<>]*)<(?P<address>[^<>]*)>")
@@ -104,7 +116,7 @@ def _split(text: str) -> tuple[str, str]:
     what does not fit (`old@x <new@x>` → `old@x`), which silently changes who gets mail.
     """
     if "<" not in text and ">" not in text:
-        if any(ch.isspace() for ch in text):
+        if _SPACE.search(text):
             raise AddressError(f"{text!r} holds more than {_ONE_FORM}")
         return "", text
     match = _NAME_AND_ADDRESS.fullmatch(text)
@@ -116,7 +128,7 @@ def _split(text: str) -> tuple[str, str]:
         name = re.sub(r"\\(.)", r"\1", quoted.group("text"))
     elif '"' in name or "@" in name:
         raise AddressError(f"{text!r} holds more than {_ONE_FORM}")
-    if not address or any(ch.isspace() for ch in address):
+    if not address or _SPACE.search(address):
         raise AddressError(f"{text!r}: <{address}> is not {_ONE_FORM}")
     return clean_line(name), address
 
