@@ -327,6 +327,51 @@ def test_a_campaign_larger_than_todays_quota_stops_cleanly_and_waits(workspace):
     assert json.loads(workspace.cli("stats", NAME, "--format", "json").stdout)["pending"] == 2
 
 
+def test_the_relays_own_limit_puts_the_recipient_back_and_stops_the_run(workspace):
+    # Microsoft 365 answers "5.4.5 daily quota exceeded" (or a 421 naming a rate limit)
+    # about our own sending, not about the recipient: that recipient goes back to pending
+    # with no attempt counted, the run stops with exit 0, and send-due finishes later.
+    emails = _contacts(workspace, 5)
+    _campaign(workspace)
+    limited = {"answer": "550 5.4.5 Daily user sending quota exceeded"}
+
+    def rcpt_reply(address: str) -> str | None:
+        return limited["answer"] if address == emails[2] else None
+
+    with ScriptedSink(rcpt_reply=rcpt_reply) as sink:
+        point_at(workspace, sink.port, connections=1)
+        res = workspace.cli("send", NAME, "--yes")
+        assert res.exit_code == 0, res.stderr
+        assert "sending limit is reached" in res.stderr and "5.4.5" in res.stderr
+        assert "send-due" in res.stderr
+        assert _states(workspace) == {
+            **{e: "sent" for e in emails[:2]},
+            **{e: "pending" for e in emails[2:]},
+        }
+        attempts = _db_rows(
+            workspace,
+            "SELECT d.attempts, d.first_attempt_at FROM deliveries d"
+            " JOIN contacts c ON c.id = d.contact_id WHERE c.email = ?",
+            (emails[2],),
+        )
+        assert attempts == [(0, None)]
+        stats = json.loads(workspace.cli("stats", NAME, "--format", "json").stdout)
+        assert (stats["status"], stats["failed"], stats["deferred"]) == ("sending", 0, 0)
+        shown = workspace.cli("contacts", "show", emails[2], "--format", "json").stdout
+        assert json.loads(shown)["status"] == "subscribed"
+
+        limited["answer"] = "421 4.7.0 Message rate limit exceeded, try again later"
+        res = workspace.cli("send-due")
+        assert res.exit_code == 0 and "4.7.0" in res.stderr
+        assert _states(workspace)[emails[2]] == "pending"
+
+        limited["answer"] = None
+        res = workspace.cli("send-due")
+        assert res.exit_code == 0, res.stderr
+    assert sorted(sink.recipients()) == sorted(emails)  # each once
+    assert set(_states(workspace).values()) == {"sent"}
+
+
 def test_send_due_names_a_paused_campaign_and_leaves_it_to_send(workspace):
     _contacts(workspace, 2)
     _campaign(workspace)

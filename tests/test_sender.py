@@ -298,4 +298,5 @@ def test_what_an_answer_says_about_the_address_follows_the_rfc_3463_table():
     assert outcomes["full@example.org"].status == DEFERRED  # soft: tried again later
     # Our own quota is not the recipient's fault: retried, and counted against the server.
     assert outcomes["quota@example.org"].status == DEFERRED
-    assert outcomes["quota@example.org"].connection_fault
+    assert outcomes["quota@example.org"].connection_fault and outcomes["quota@example.org"].quota
+    assert not any(o.quota for r, o in outcomes.items() if r != "quota@example.org")

@@ -308,8 +308,22 @@ class Run:
                 self._failed(conn, job, outcome, now)
             elif outcome.status == smtp.UNKNOWN:
                 self._unknown(conn, job, outcome, now)
+            elif outcome.quota:
+                self._quota_answer(conn, job, outcome, now)
             else:
                 self._deferred(conn, job, outcome, now)
+
+    def _quota_answer(
+        self, conn: sqlite3.Connection, job: Job, outcome: smtp.Outcome, now: datetime
+    ) -> None:
+        """The relay's own limit: the recipient goes back to pending and the run stops."""
+        q_deliveries.release(conn, job.id, self.owner, outcome.detail, now)
+        if not self.report.quota_exhausted:
+            self.report.quota_exhausted = True
+            self.report.stopped_reason = (
+                f"the server says our sending limit is reached ({outcome.detail})"
+            )
+        self.stop.set()
 
     def _failed(
         self, conn: sqlite3.Connection, job: Job, outcome: smtp.Outcome, now: datetime

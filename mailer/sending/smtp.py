@@ -57,6 +57,9 @@ class Outcome:
     code: int | None = None
     connection_fault: bool = False  # the server or connection failed as a whole
     bounce: bool = False  # a 5xx answer that the address is gone (RFC 3463): mark it bounced
+    # An answer about our own sending quota or rate (5.4.5, 5.7.233, a 4.7.x or 421 naming a
+    # limit): not sent, not the recipient's fault; the run puts it back and stops.
+    quota: bool = False
 
 
 @functools.cache
@@ -256,7 +259,7 @@ class Connection:
                     self._drop()
                 else:
                     self._rset()
-                return Outcome(DEFERRED, _reply(code, msg), code, connection_fault=True)
+                return _server_fault(code, msg)
             code, msg = _command(client, "rcpt", f"TO:<{env.rcpt}>")
             if code not in (250, 251):
                 return self._refused(code, msg)
@@ -287,7 +290,7 @@ class Connection:
             return Outcome(SENT, _reply(code, msg), code)
         if code == 421:
             self._drop()
-            return Outcome(DEFERRED, _reply(code, msg), code, connection_fault=True)
+            return _server_fault(code, msg)
         if 400 <= code < 600:
             return _answered(code, msg)
         self._drop()
@@ -299,7 +302,7 @@ class Connection:
         """A refusal before DATA was sent: reset the transaction and classify it."""
         if code == 421:
             self._drop()
-            return Outcome(DEFERRED, _reply(code, msg), code, connection_fault=True)
+            return _server_fault(code, msg)
         self._rset()
         if 400 <= code < 600:
             return _answered(code, msg)
@@ -307,14 +310,21 @@ class Connection:
         return Outcome(DEFERRED, f"unexpected reply: {_reply(code, msg)}", code, True)
 
 
+def _server_fault(code: int, msg: bytes) -> Outcome:
+    """A refusal of the whole session (MAIL FROM, a 421): deferred, or a quota answer."""
+    detail = _reply(code, msg)
+    quota = classify_reply(code, detail) is Verdict.QUOTA
+    return Outcome(DEFERRED, detail, code, connection_fault=True, quota=quota)
+
+
 def _answered(code: int, msg: bytes) -> Outcome:
     """A 4xx or 5xx about one recipient, classified by the rule returned mail uses too."""
     detail = _reply(code, msg)
     verdict = classify_reply(code, detail)
     if verdict is Verdict.QUOTA:
-        # Our own rate or quota, not the recipient's fault: retried, and counted as a
-        # server-wide failure so that a relay that keeps saying it pauses the campaign.
-        return Outcome(DEFERRED, detail, code, connection_fault=True)
+        # Our own rate or quota, not the recipient's fault: the run puts the recipient back
+        # and stops; counted as a server-wide failure (pause_after) as well.
+        return Outcome(DEFERRED, detail, code, connection_fault=True, quota=True)
     if code < 500 or verdict is Verdict.SOFT:
         return Outcome(DEFERRED, detail, code)  # 4xx, and 5.2.2 (mailbox full) at send
     return Outcome(FAILED, detail, code, bounce=verdict is Verdict.MAILBOX)

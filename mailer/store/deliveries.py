@@ -156,6 +156,20 @@ def claim(
     return cursor.rowcount == 1
 
 
+def release(
+    conn: sqlite3.Connection, delivery_id: int, owner: str, detail: str, now: datetime
+) -> bool:
+    """sending → pending, the claim's attempt taken back: the message did not go (a quota)."""
+    source, target = _move(D.SENDING, D.PENDING)
+    cursor = conn.execute(
+        "UPDATE deliveries SET status = ?, owner = NULL, attempts = max(attempts - 1, 0),"
+        " first_attempt_at = CASE WHEN attempts <= 1 THEN NULL ELSE first_attempt_at END,"
+        " last_error = ?, updated_at = ? WHERE id = ? AND status = ? AND owner = ?",
+        (target, detail, to_db(now), delivery_id, source, owner),
+    )
+    return cursor.rowcount == 1
+
+
 def skip(
     conn: sqlite3.Connection, delivery_id: int, expected: str, reason: str, now: datetime
 ) -> bool:
