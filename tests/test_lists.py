@@ -10,6 +10,31 @@ from mailer.audience.lists import parse_list_ref, slugify
 from tests.contacts_helpers import assert_one_line_error
 
 
+def test_a_list_that_a_saved_segment_or_an_unsent_campaign_names_is_kept(workspace):
+    from tests.newsletter_helpers import copy_campaign
+
+    workspace.ensure_lists("cluster:arctic-power", "municipality:kemi", "company:matkailu")
+    workspace.cli("contacts", "add", "a@example.com", "--list", "cluster:arctic-power")
+    res = workspace.cli("segments", "save", "kemi", "municipality:kemi or company:*")
+    assert res.exit_code == 0, res.stderr
+    res = workspace.cli("lists", "remove", "municipality:kemi", "--yes")
+    assert res.exit_code == 2 and "@kemi" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    # company:* still means something without one company list: that list may go.
+    assert workspace.cli("lists", "remove", "company:matkailu", "--yes").exit_code == 0
+    # A draft campaign for cluster:arctic-power keeps that list.
+    path = copy_campaign(workspace.path)
+    text = path.read_text(encoding="utf-8").replace('"cluster:*"', '"cluster:arctic-power"')
+    path.write_text(text, encoding="utf-8")
+    assert workspace.cli("campaign", "create", str(path)).exit_code == 0
+    res = workspace.cli("lists", "remove", "cluster:arctic-power", "--yes")
+    assert res.exit_code == 2 and "campaign " in res.stderr
+    names = [d["list"] for d in json.loads(workspace.cli("lists", "list", "-f", "json").stdout)]
+    assert names == ["cluster:arctic-power", "municipality:kemi"]
+    workspace.cli("segments", "delete", "kemi")
+    assert workspace.cli("lists", "remove", "municipality:kemi", "--yes").exit_code == 0
+
+
 @pytest.mark.parametrize(
     ("name", "slug"),
     [

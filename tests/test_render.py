@@ -250,6 +250,14 @@ def test_render_uses_a_real_contact_of_that_language(workspace):
     res = workspace.cli("render", str(path), "--out", str(workspace.path / "p"))
     assert res.exit_code == 0, res.stderr
     assert "Hei Pekka Puupää," in (workspace.path / "p" / "index.fi.txt").read_text("utf-8")
+    # The sample shows Pekka's name, but its unsubscribe link is a test token naming nobody.
+    from mailer.tokens import verify_token
+    from tests.conftest import SECRET
+
+    eml = (workspace.path / "p" / "sample.fi.eml").read_bytes()
+    token = re.search(rb"List-Unsubscribe: <[^>]*/u/([^>]+)>", eml).group(1).decode()
+    subject = verify_token([SECRET.encode()], token)
+    assert subject is not None and (subject.campaign_id, subject.contact_id) == (0, 0)
 
 
 def test_the_demo_campaign_renders(workspace):

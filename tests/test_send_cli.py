@@ -14,6 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from mailer.timeutil import now_utc
+from mailer.tokens import verify_token
+from tests.conftest import SECRET
 from tests.contacts_helpers import write_csv
 from tests.newsletter_helpers import copy_campaign
 from tests.sending_helpers import ScriptedSink, point_at
@@ -155,6 +157,11 @@ def test_dry_run_and_test_send_record_nothing(workspace, tmp_path):
     files = sorted(out.glob("*.eml"))
     assert len(files) == 3 and res.stdout.split() == [str(f) for f in files]
     assert b"List-Unsubscribe: <https://" in files[0].read_bytes()
+    # Real readers' messages, but test tokens: the links name no contact (PRODUCT.md).
+    for file in files:
+        found = re.search(rb"List-Unsubscribe: <[^>]*/u/([^>]+)>", file.read_bytes())
+        subject = verify_token([SECRET.encode()], found.group(1).decode())
+        assert subject is not None and subject.contact_id == 0 and subject.campaign_id > 0
     with ScriptedSink() as sink:
         point_at(workspace, sink.port)
         res = workspace.cli("send", NAME, "--test-to", "toimitus@example.net")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -166,8 +167,17 @@ def find_list(store: Store, kinds: Sequence[str], text: str) -> ListInfo:
     return ListInfo(ref.kind, ref.slug, row["name"], members, subscribed)
 
 
-def remove_list(store: Store, kinds: Sequence[str], text: str) -> ListInfo:
-    """Delete list KIND:SLUG and its memberships (the contacts stay)."""
+def remove_list(
+    store: Store,
+    kinds: Sequence[str],
+    text: str,
+    users: Callable[[sqlite3.Connection, str, str, Sequence[str]], list[str]] | None = None,
+) -> ListInfo:
+    """Delete list KIND:SLUG and its memberships (the contacts stay).
+
+    `users(conn, kind, slug, kinds)` names what still needs the list (saved segments,
+    unsent campaigns: mailer.audience.segments.list_users); the list is then kept.
+    """
     from mailer.store import contacts as q
 
     ref = parse_list_ref(text, kinds)
@@ -175,6 +185,11 @@ def remove_list(store: Store, kinds: Sequence[str], text: str) -> ListInfo:
         row = q.get_list(conn, ref.kind, ref.slug)
         if row is None:
             raise NotFoundError(f"no list {ref}")
+        needed_by = users(conn, ref.kind, ref.slug, kinds) if users else []
+        if needed_by:
+            raise ConflictError(
+                f"list {ref} is named by {', '.join(needed_by)}: change or delete those first"
+            )
         members, subscribed = q.list_member_counts(conn, int(row["id"]))
         if not q.delete_list(conn, int(row["id"])):
             raise ConflictError(f"list {ref} changed while removing it")

@@ -442,6 +442,42 @@ def count_segment(store: Store, expression: str, kinds: Sequence[str]) -> int:
     return q.count_matching(store.conn, compiled.where, compiled.params)
 
 
+def _lists_in(node: Node) -> set[tuple[str, str]]:
+    if isinstance(node, ListAtom):
+        return {(node.kind, node.slug)}
+    if isinstance(node, Not):
+        return _lists_in(node.operand)
+    if isinstance(node, (And, Or)):
+        return set().union(*(_lists_in(n) for n in node.operands))
+    return set()
+
+
+def list_users(conn: sqlite3.Connection, kind: str, slug: str, kinds: Sequence[str]) -> list[str]:
+    """The saved segments (`@name`) and unsent campaigns whose expression names KIND:SLUG.
+
+    A `KIND:*` does not count: it still means something without this one list. A saved
+    segment that names another (`@other`) is not followed: `@other` is listed itself.
+    """
+    from mailer.states import UNSENT_CAMPAIGNS
+    from mailer.store import campaigns as q_campaigns
+    from mailer.store import segments as q
+
+    def names_it(expression: str) -> bool:
+        try:
+            node = parse_segment(expression, kinds, saved=lambda name: "all")
+        except SegmentError:
+            return False  # names nothing that can still be read
+        return (kind, slug) in _lists_in(node)
+
+    users = [f"@{row['name']}" for row in q.all_segments(conn) if names_it(row["expression"])]
+    users += [
+        f"campaign {c.name}"
+        for c in q_campaigns.list_campaigns(conn)
+        if c.status in UNSENT_CAMPAIGNS and names_it(c.segment)
+    ]
+    return users
+
+
 @dataclass(frozen=True)
 class SavedSegment:
     name: str

@@ -77,13 +77,22 @@ def remove(
 ) -> None:
     """Delete a list and its memberships; the contacts stay. Asks first on a terminal.
 
+    A list that a saved segment or an unsent campaign names is kept (exit 2, naming them).
+
     Example: mailer lists remove company:new-emerging-fields --yes
     """
     from mailer.audience.lists import find_list, remove_list
+    from mailer.audience.segments import list_users
+    from mailer.errors import ConflictError
 
     config = get_config(ctx)
     with open_store(config) as store:
         found = find_list(store, config.list_kinds, ref)
+        if needed_by := list_users(store.conn, found.kind, found.slug, config.list_kinds):
+            # Said before the question; remove_list checks again inside its transaction.
+            raise ConflictError(
+                f"list {found.ref} is named by {', '.join(needed_by)}: change or delete those first"
+            )
         if not confirm_or_refuse(
             f"Remove list {found.ref} ({found.members} members; they stay as contacts)?",
             yes,
@@ -91,5 +100,5 @@ def remove(
         ):
             err("Nothing changed.")
             return
-        info = remove_list(store, config.list_kinds, ref)
+        info = remove_list(store, config.list_kinds, ref, list_users)
     typer.echo(f"Removed list {info.ref} ({info.members} members)")

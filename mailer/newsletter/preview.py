@@ -83,8 +83,8 @@ def write_previews(
 
     `find_sample(lang)` returns (contact_id, email, wire_email, name, first_name) or None;
     without one
-    (or when it finds nobody) a made-up reader is used. The unsubscribe link carries a real
-    token for campaign id 0.
+    (or when it finds nobody) a made-up reader is used. The unsubscribe link carries a test
+    token (campaign 0, contact 0) that names nobody.
     """
     make_out_dir(out_dir)
     variants = render_campaign(config, spec)
@@ -99,11 +99,12 @@ def write_previews(
     for lang, variant in variants.items():
         found = find_sample(lang) if find_sample else None
         if found:
-            contact_id, email, wire, name, first_name = found
+            _, email, wire, name, first_name = found
         else:
             name, email = SAMPLE_READERS[lang]
-            contact_id, wire, first_name = 0, email, name.split()[0]
-        url = unsubscribe_url(config.web.base_url, make_token(secret, 0, contact_id))
+            wire, first_name = email, name.split()[0]
+        # A test token (campaign 0, contact 0): its page says it is a test, it names nobody.
+        url = unsubscribe_url(config.web.base_url, make_token(secret, 0, 0))
         prefs = test_preferences_url(config)
         html_path = out_dir / f"index.{lang}.html"
         text_path = out_dir / f"index.{lang}.txt"
