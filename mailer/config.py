@@ -129,6 +129,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "max_attempts": (int, 8),
         "pause_after": (int, 25),
         "messages_per_connection": (int, 100),
+        "auth": (str, "password"),
+        "token_command": (object, ""),  # a string (split like a shell would) or a list
     },
     "web": {
         "base_url": (str, _REQUIRED),
@@ -162,6 +164,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "password_env": (str, "MAILER_IMAP_PASSWORD"),
         "folder": (str, "INBOX"),
         "auth": (str, "password"),
+        "token_command": (object, ""),
         "processed_folder": (str, "mailer/processed"),
         "unrecognised_folder": (str, "mailer/unrecognised"),
         "soft_limit": (int, 3),
@@ -245,6 +248,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     bounces = _bounces(path, data["bounces"]) if "bounces" in data else None
     smtp = values["smtp"]
     _check_smtp(path, smtp)
+    smtp["token_command"] = _token_auth(path, "smtp", data.get("smtp") or {}, smtp)
     language = values["defaults"]["language"]
     if language not in LANGUAGES:
         raise _bad(path, "defaults.language", f"must be one of {', '.join(LANGUAGES)}")
@@ -398,8 +402,7 @@ def _bounces(path: Path, table: Any) -> BouncesConfig:
         raise _bad(path, "bounces.address", exc.message) from None
     if b["security"] not in BOUNCE_SECURITY:
         raise _bad(path, "bounces.security", f"must be one of {', '.join(BOUNCE_SECURITY)}")
-    if b["auth"] != "password":
-        raise _bad(path, "bounces.auth", 'must be "password" (XOAUTH2 is not supported yet)')
+    b["token_command"] = _token_auth(path, "bounces", table, b)
     if not 1 <= b["imap_port"] <= 65535:
         raise _bad(path, "bounces.imap_port", "must be a port number")
     for key in ("soft_limit", "soft_days"):
@@ -414,6 +417,45 @@ def _bounces(path: Path, table: Any) -> BouncesConfig:
     if len({b["folder"], b["processed_folder"], b["unrecognised_folder"]}) < 3:
         raise _bad(path, "bounces.processed_folder", "and the other folders must all differ")
     return BouncesConfig(**b)
+
+
+AUTH_KINDS = ("password", "xoauth2")
+
+
+def _token_auth(
+    path: Path, section: str, table: dict[str, Any], values: dict[str, Any]
+) -> tuple[str, ...]:
+    """`auth` and `token_command` of [smtp] or [bounces]: the command line, checked."""
+    import shlex
+
+    key = f"{section}.token_command"
+    raw = values["token_command"]
+    if isinstance(raw, str):
+        try:
+            argv = tuple(shlex.split(raw))
+        except ValueError as exc:
+            raise _bad(path, key, f"is not a command line ({exc})") from None
+    elif isinstance(raw, list) and all(isinstance(a, str) and a for a in raw):
+        argv = tuple(raw)
+    else:
+        raise _bad(path, key, "must be a command line: a string or a list of strings")
+    if any(ch in arg for arg in argv for ch in "\r\n\x00"):
+        raise _bad(path, key, "must be one line")
+    if values["auth"] not in AUTH_KINDS:
+        raise _bad(path, f"{section}.auth", 'must be "password" or "xoauth2"')
+    if argv and "password_env" in table:
+        raise _bad(
+            path, key, f"and {section}.password_env are both set: a token replaces the password"
+        )
+    if values["auth"] == "password":
+        if argv:
+            raise _bad(path, key, f'is used only with {section}.auth = "xoauth2"')
+        return ()
+    if not argv:
+        raise _bad(path, key, f'is required with {section}.auth = "xoauth2"')
+    if not values["username"]:
+        raise _bad(path, f"{section}.username", f'is required with {section}.auth = "xoauth2"')
+    return argv
 
 
 def _check_sender(path: Path, sender: dict[str, Any]) -> None:

@@ -1,0 +1,230 @@
+"""OAuth parts for the XOAUTH2 tests: a token command, an SMTP server and a token checker.
+
+- `TokenScript`: a real executable that `token_command` runs. It prints the token in
+  `current`, logs each call, and can be told to fail, print nothing, print two lines or hang.
+- `OAuthHandler`: an aiosmtpd handler that offers only XOAUTH2 (or only OAUTHBEARER) and
+  accepts exactly the token the script prints now. `expire_after` messages into a send it
+  takes that token as expired: it refuses it from then on, and the refusal makes the script
+  print a new one (as an OAuth helper refreshes a token the server no longer takes).
+- `Introspection`: the HTTP endpoint a Dovecot oauth2 passdb asks about a token (RFC 7662
+  style: POST token=…); only the script's current token is active.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import sys
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from aiosmtpd.smtp import AuthResult
+
+from tests.smtp_sink import SinkHandler
+
+SCRIPT = """\
+#!{python}
+import pathlib, sys, time
+state = pathlib.Path({state!r})
+with open(state / "calls", "a") as log:
+    log.write("call\\n")
+calls = len((state / "calls").read_text().splitlines())
+mode = (state / "mode").read_text().strip()
+fail_from = int((state / "fail_from").read_text() or 0)
+token = (state / "current").read_text().strip()
+if mode == "fail" or (fail_from and calls >= fail_from):
+    print(token)  # on stdout, and still never shown by mailer
+    print("AADSTS7000215: Invalid client secret provided.", file=sys.stderr)
+    sys.exit(1)
+if mode == "empty":
+    sys.exit(0)
+if mode == "hang":
+    time.sleep(60)
+if mode == "lines":
+    print("access_token:")
+print(token)
+"""
+
+
+def new_token() -> str:
+    """A token that looks like one (and that no other text in a test contains by chance)."""
+    return "ya29.test-" + secrets.token_urlsafe(48)
+
+
+@dataclass
+class TokenScript:
+    """An executable token command with its state in `folder`."""
+
+    folder: Path
+
+    def __post_init__(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / "token-command"
+        self.path.write_text(SCRIPT.format(python=sys.executable, state=str(self.folder)))
+        self.path.chmod(0o755)
+        self.issued: list[str] = []
+        self.mode = "ok"
+        self.fail_from = 0
+        self.rotate()
+
+    def rotate(self) -> str:
+        """Make a new token the current one (what the script prints from now on)."""
+        token = new_token()
+        (self.folder / "current").write_text(token)
+        self.issued.append(token)
+        return token
+
+    @property
+    def current(self) -> str:
+        return (self.folder / "current").read_text().strip()
+
+    @property
+    def mode(self) -> str:
+        return (self.folder / "mode").read_text().strip()
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        (self.folder / "mode").write_text(value)
+
+    @property
+    def fail_from(self) -> int:
+        return int((self.folder / "fail_from").read_text() or 0)
+
+    @fail_from.setter
+    def fail_from(self, value: int) -> None:
+        """From its `value`th call on, the script exits 1 (0: never)."""
+        (self.folder / "fail_from").write_text(str(value) if value else "")
+
+    @property
+    def calls(self) -> int:
+        log = self.folder / "calls"
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    def toml(self) -> str:
+        """The `token_command` value for mailer.toml (a list of strings)."""
+        return json.dumps([str(self.path)])
+
+
+@dataclass
+class OAuthHandler(SinkHandler):
+    """Offers XOAUTH2 (or OAUTHBEARER with `mechanism`); accepts only the script's token."""
+
+    script: TokenScript | None = None
+    user: str = "uutiset@arcticsmartness.eu"
+    expire_after: int = 0  # after this many messages the current token counts as expired
+    accepted: int = 0
+    refused: int = 0
+    seen_tokens: list[str] = field(default_factory=list)
+    expired: set[str] = field(default_factory=set)
+
+    def _check(self, user: str, token: str) -> bool:
+        assert self.script is not None
+        with self.lock:
+            self.seen_tokens.append(token)
+            ok = user == self.user and token == self.script.current and token not in self.expired
+            if ok:
+                self.accepted += 1
+            else:
+                self.refused += 1
+                if token in self.expired and token == self.script.current:
+                    self.script.rotate()  # the helper fetches a new one after a refusal
+            return ok
+
+    async def _sasl(self, server, args, parse) -> AuthResult:
+        if len(args) > 1:
+            blob = base64.b64decode(args[1])
+        else:
+            blob = await server.challenge_auth("")
+            if not isinstance(blob, bytes):
+                return AuthResult(success=False, handled=True)
+        user, token = parse(blob.decode())
+        if self._check(user, token):
+            return AuthResult(success=True, auth_data=user)
+        # Like Google and Microsoft: a JSON status as a challenge, then the refusal.
+        await server.challenge_auth(json.dumps({"status": "401", "schemes": "bearer"}))
+        return AuthResult(success=False, message="535 5.7.3 Authentication unsuccessful")
+
+    async def auth_XOAUTH2(self, server, args):  # noqa: N802 - aiosmtpd's hook name
+        return await self._sasl(server, args, _parse_xoauth2)
+
+    async def auth_OAUTHBEARER(self, server, args):  # noqa: N802
+        return await self._sasl(server, args, _parse_oauthbearer)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        answer = await super().handle_DATA(server, session, envelope)
+        with self.lock:
+            if self.expire_after and len(self.received) == self.expire_after:
+                assert self.script is not None
+                self.expired.add(self.script.current)
+        return answer
+
+
+def _parse_xoauth2(text: str) -> tuple[str, str]:
+    fields = dict(part.split("=", 1) for part in text.split("\x01") if "=" in part)
+    return fields.get("user", ""), fields.get("auth", "").removeprefix("Bearer ")
+
+
+def _parse_oauthbearer(text: str) -> tuple[str, str]:
+    gs2, _, rest = text.partition("\x01")
+    user = next((p[2:] for p in gs2.split(",") if p.startswith("a=")), "")
+    fields = dict(part.split("=", 1) for part in rest.split("\x01") if "=" in part)
+    return user.replace("=2C", ",").replace("=3D", "="), fields.get("auth", "")[len("Bearer ") :]
+
+
+class Introspection:
+    """A token introspection endpoint on loopback: only `script.current` is active."""
+
+    def __init__(self, script: TokenScript, user: str) -> None:
+        self.script = script
+        self.user = user
+        self.asked: list[str] = []
+        self.refuse_all = False  # no token is active
+        self.expire_once = False  # the next token asked about has just expired
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode())
+                token = (form.get("token") or [""])[0]
+                outer.asked.append(token)
+                active = outer.active(token)
+                body = json.dumps(
+                    {"active": "true", "username": outer.user} if active else {"active": "false"}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def active(self, token: str) -> bool:
+        if self.refuse_all or not token or token != self.script.current:
+            return False
+        if self.expire_once:
+            self.expire_once = False
+            self.script.rotate()  # the helper fetches a new one after the refusal
+            return False
+        return True
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/introspect"
+
+    def __enter__(self) -> Introspection:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
