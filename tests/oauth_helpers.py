@@ -146,7 +146,9 @@ class OAuthHandler(SinkHandler):
             return AuthResult(success=True, auth_data=user)
         # Like Google and Microsoft: a JSON status as a challenge, then the refusal.
         await server.challenge_auth(json.dumps({"status": "401", "schemes": "bearer"}))
-        return AuthResult(success=False, message="535 5.7.3 Authentication unsuccessful")
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.3 Authentication unsuccessful"
+        )
 
     async def auth_XOAUTH2(self, server, args):  # noqa: N802 - aiosmtpd's hook name
         return await self._sasl(server, args, _parse_xoauth2)
