@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import ssl
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -22,9 +23,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from tests.smtp_sink import SinkHandler
+from tests.mail_servers import Ca, need
+from tests.smtp_sink import SinkHandler, free_port
+
+SMTP_USER = "uutiset@arcticsmartness.eu"
 
 SCRIPT = """\
 #!{python}
@@ -230,3 +235,58 @@ class Introspection:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def make_ca(folder: Path) -> Ca:
+    """A throwaway CA (and a localhost certificate) for STARTTLS with verification."""
+    need("openssl")
+    folder.mkdir()
+    return Ca(folder).make()
+
+
+class OAuthServer:
+    """aiosmtpd on loopback: STARTTLS required, AUTH required, only the one mechanism."""
+
+    def __init__(self, ca: Ca, script: TokenScript, mechanism: str = "XOAUTH2") -> None:
+        self.ca = ca
+        self.handler = OAuthHandler(script=script, user=SMTP_USER)
+        self.port = free_port()
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(ca.server_cert, ca.server_key)
+        others = {"PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"} - {mechanism}
+        self.controller = Controller(
+            self.handler,
+            hostname="127.0.0.1",
+            port=self.port,
+            tls_context=tls,
+            require_starttls=True,
+            auth_required=True,
+            auth_exclude_mechanism=sorted(others),
+        )
+
+    def __enter__(self) -> OAuthServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+
+def point_xoauth2(workspace, server: OAuthServer, script: TokenScript, **smtp: object) -> dict:
+    """Point [smtp] at the server with auth = "xoauth2"; the env that trusts its CA."""
+    text = workspace.config_path.read_text(encoding="utf-8")
+    workspace.config_path.write_text(
+        text.replace('password_env = "MAILER_SMTP_PASSWORD"\n', ""), encoding="utf-8"
+    )
+    keys = {
+        "host": '"127.0.0.1"',
+        "port": server.port,
+        "security": '"starttls"',
+        "username": f'"{SMTP_USER}"',
+        "auth": '"xoauth2"',
+        "token_command": script.toml(),
+        **smtp,
+    }
+    for key, value in keys.items():
+        workspace.set_config("smtp", key, str(value))
+    return {"SSL_CERT_FILE": str(server.ca.cert)}

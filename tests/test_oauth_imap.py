@@ -29,7 +29,9 @@ def oauth_imap(tmp_path, request):
         (folder / "imap").mkdir()
         with Introspection(script, USER) as introspection:
             server = Dovecot(
-                folder / "imap", Ca(folder / "ca").make(), user=USER,
+                folder / "imap",
+                Ca(folder / "ca").make(),
+                user=USER,
                 oauth2_url=introspection.url,
                 oauth2_mechanisms=mechanisms,
             ).start()

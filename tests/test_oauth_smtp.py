@@ -5,55 +5,16 @@ command prints now; the token expires mid-send and is never written anywhere."""
 from __future__ import annotations
 
 import json
-import shutil
-import ssl
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from tests.bounces_helpers import CAMPAIGN, create_campaign
-from tests.mail_servers import Ca, need
-from tests.oauth_helpers import OAuthHandler, TokenScript
-from tests.smtp_sink import free_port
-
-USER = "uutiset@arcticsmartness.eu"
-PEOPLE = [f"lukija{i}@example.org" for i in range(6)]
-
-
-class OAuthServer:
-    """aiosmtpd on loopback: STARTTLS required, AUTH required, only the one mechanism."""
-
-    def __init__(self, ca: Ca, script: TokenScript, mechanism: str = "XOAUTH2") -> None:
-        self.ca = ca
-        self.handler = OAuthHandler(script=script, user=USER)
-        self.port = free_port()
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(ca.server_cert, ca.server_key)
-        others = {"PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"} - {mechanism}
-        self.controller = Controller(
-            self.handler,
-            hostname="127.0.0.1",
-            port=self.port,
-            tls_context=tls,
-            require_starttls=True,
-            auth_required=True,
-            auth_exclude_mechanism=sorted(others),
-        )
-
-    def __enter__(self) -> OAuthServer:
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.controller.stop()
+from tests.oauth_helpers import OAuthServer, TokenScript, make_ca, point_xoauth2
 
 
 @pytest.fixture
 def ca(tmp_path):
-    need("openssl")
-    (tmp_path / "ca").mkdir()
-    yield Ca(tmp_path / "ca").make()
-    shutil.rmtree(tmp_path / "ca", ignore_errors=True)
+    return make_ca(tmp_path / "ca")
 
 
 @pytest.fixture
@@ -61,24 +22,7 @@ def script(tmp_path):
     return TokenScript(tmp_path / "token")
 
 
-def _xoauth2(workspace, server: OAuthServer, script: TokenScript, **smtp: object) -> dict:
-    """Point [smtp] at the server with auth = "xoauth2"; the env that trusts its CA."""
-    text = workspace.config_path.read_text(encoding="utf-8")
-    workspace.config_path.write_text(
-        text.replace('password_env = "MAILER_SMTP_PASSWORD"\n', ""), encoding="utf-8"
-    )
-    keys = {
-        "host": '"127.0.0.1"',
-        "port": server.port,
-        "security": '"starttls"',
-        "username": f'"{USER}"',
-        "auth": '"xoauth2"',
-        "token_command": script.toml(),
-        **smtp,
-    }
-    for key, value in keys.items():
-        workspace.set_config("smtp", key, str(value))
-    return {"SSL_CERT_FILE": str(server.ca.cert)}
+PEOPLE = [f"lukija{i}@example.org" for i in range(6)]
 
 
 def _stats(workspace) -> dict:
@@ -108,7 +52,7 @@ def test_a_campaign_goes_out_over_xoauth2_and_an_expired_token_is_refreshed_once
     with OAuthServer(ca, script) as server:
         server.handler.expire_after = 3  # the token expires after the third message
         # pause_after = 1: a refusal that counted as a failure would pause the campaign.
-        env = _xoauth2(
+        env = point_xoauth2(
             workspace, server, script, connections=1, messages_per_connection=2, pause_after=1
         )
         res = workspace.run("send", CAMPAIGN, "--yes", env=env)
@@ -136,7 +80,7 @@ def test_a_campaign_goes_out_over_xoauth2_and_an_expired_token_is_refreshed_once
 def test_a_server_that_offers_only_oauthbearer_gets_oauthbearer(workspace, ca, script):
     create_campaign(workspace, PEOPLE[:2])
     with OAuthServer(ca, script, mechanism="OAUTHBEARER") as server:
-        env = _xoauth2(workspace, server, script)
+        env = point_xoauth2(workspace, server, script)
         res = workspace.run("send", CAMPAIGN, "--yes", env=env)
         handler = server.handler
     assert res.returncode == 0, res.stderr
@@ -160,7 +104,7 @@ def test_a_failing_token_command_is_one_line_exit_1_and_nothing_is_marked(
 ):
     create_campaign(workspace, PEOPLE[:2])
     with OAuthServer(ca, script) as server:
-        env = _xoauth2(workspace, server, script, timeout=1)
+        env = point_xoauth2(workspace, server, script, timeout=1)
         if mode == "missing":
             workspace.set_config("smtp", "token_command", '["/nonexistent/m365-token"]')
         else:
@@ -178,12 +122,10 @@ def test_a_failing_token_command_is_one_line_exit_1_and_nothing_is_marked(
     assert (stats["sent"], stats["failed"], stats["deferred"], stats["unknown"]) == (0, 0, 0, 0)
 
 
-def test_a_token_command_that_fails_mid_send_stops_the_run_and_marks_nobody(
-    workspace, ca, script
-):
+def test_a_token_command_that_fails_mid_send_stops_the_run_and_marks_nobody(workspace, ca, script):
     create_campaign(workspace, PEOPLE)
     with OAuthServer(ca, script) as server:
-        env = _xoauth2(workspace, server, script, connections=1, messages_per_connection=2)
+        env = point_xoauth2(workspace, server, script, connections=1, messages_per_connection=2)
         script.fail_from = 3  # two connections' worth, then the helper breaks
         res = workspace.run("send", CAMPAIGN, "--yes", env=env)
         assert res.returncode == 1, res.stdout
