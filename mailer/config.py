@@ -419,43 +419,15 @@ def _bounces(path: Path, table: Any) -> BouncesConfig:
     return BouncesConfig(**b)
 
 
-AUTH_KINDS = ("password", "xoauth2")
-
-
 def _token_auth(
     path: Path, section: str, table: dict[str, Any], values: dict[str, Any]
 ) -> tuple[str, ...]:
-    """`auth` and `token_command` of [smtp] or [bounces]: the command line, checked."""
-    import shlex
+    from mailer.oauth import check_auth
 
-    key = f"{section}.token_command"
-    raw = values["token_command"]
-    if isinstance(raw, str):
-        try:
-            argv = tuple(shlex.split(raw))
-        except ValueError as exc:
-            raise _bad(path, key, f"is not a command line ({exc})") from None
-    elif isinstance(raw, list) and all(isinstance(a, str) and a for a in raw):
-        argv = tuple(raw)
-    else:
-        raise _bad(path, key, "must be a command line: a string or a list of strings")
-    if any(ch in arg for arg in argv for ch in "\r\n\x00"):
-        raise _bad(path, key, "must be one line")
-    if values["auth"] not in AUTH_KINDS:
-        raise _bad(path, f"{section}.auth", 'must be "password" or "xoauth2"')
-    if argv and "password_env" in table:
-        raise _bad(
-            path, key, f"and {section}.password_env are both set: a token replaces the password"
-        )
-    if values["auth"] == "password":
-        if argv:
-            raise _bad(path, key, f'is used only with {section}.auth = "xoauth2"')
-        return ()
-    if not argv:
-        raise _bad(path, key, f'is required with {section}.auth = "xoauth2"')
-    if not values["username"]:
-        raise _bad(path, f"{section}.username", f'is required with {section}.auth = "xoauth2"')
-    return argv
+    try:
+        return check_auth(section, table, values)
+    except ValueError as exc:
+        raise _bad(path, *exc.args) from None
 
 
 def _check_sender(path: Path, sender: dict[str, Any]) -> None:

@@ -11,15 +11,20 @@ or hangs is one line naming the command and its config key (exit 1).
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 from mailer.errors import MailerError
 
 DEFAULT_TIMEOUT = 30.0
 XOAUTH2 = "XOAUTH2"
 OAUTHBEARER = "OAUTHBEARER"
+
+
+AUTH_KINDS = ("password", "xoauth2")
 
 
 class TokenCommandError(MailerError):
@@ -141,3 +146,36 @@ def responder(offered: set[str], user: str, token: str, host: str, port: int) ->
     if OAUTHBEARER in offered:
         return SaslResponder(OAUTHBEARER, oauthbearer(user, token, host, port))
     raise ValueError("the server offers neither XOAUTH2 nor OAUTHBEARER")
+
+
+def check_auth(section: str, table: dict[str, Any], values: dict[str, Any]) -> tuple[str, ...]:
+    """`auth` and `token_command` of [smtp] or [bounces] (`values`, defaults filled in; `table`
+    as written): the command line as a tuple. ValueError(key, message) when they are wrong."""
+    key = f"{section}.token_command"
+    raw = values["token_command"]
+    if isinstance(raw, str):
+        try:
+            argv = tuple(shlex.split(raw))
+        except ValueError as exc:
+            raise ValueError(key, f"is not a command line ({exc})") from None
+    elif isinstance(raw, list) and all(isinstance(a, str) and a for a in raw):
+        argv = tuple(raw)
+    else:
+        raise ValueError(key, "must be a command line: a string or a list of strings")
+    if any(ch in arg for arg in argv for ch in "\r\n\x00"):
+        raise ValueError(key, "must be one line")
+    if values["auth"] not in AUTH_KINDS:
+        raise ValueError(f"{section}.auth", 'must be "password" or "xoauth2"')
+    if argv and "password_env" in table:
+        raise ValueError(
+            key, f"and {section}.password_env are both set: a token replaces the password"
+        )
+    if values["auth"] == "password":
+        if argv:
+            raise ValueError(key, f'is used only with {section}.auth = "xoauth2"')
+        return ()
+    if not argv:
+        raise ValueError(key, f'is required with {section}.auth = "xoauth2"')
+    if not values["username"]:
+        raise ValueError(f"{section}.username", f'is required with {section}.auth = "xoauth2"')
+    return argv

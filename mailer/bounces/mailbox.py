@@ -120,7 +120,7 @@ class Mailbox:
             answer = responder(offered, s.username, token, s.imap_host, s.imap_port)
         except ValueError as exc:
             raise ImapError(str(exc), where=self.where) from None
-        client.authenticate(answer.mechanism, answer)
+        client.authenticate(answer.mechanism, lambda challenge: answer(challenge).encode())
 
     def close(self) -> None:
         client, self.client = self.client, None
