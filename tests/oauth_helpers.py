@@ -18,6 +18,7 @@ import secrets
 import ssl
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -182,6 +183,38 @@ def _parse_oauthbearer(text: str) -> tuple[str, str]:
     return user.replace("=2C", ",").replace("=3D", "="), fields.get("auth", "")[len("Bearer ") :]
 
 
+def json_server(answer: Callable[[str, dict[str, list[str]]], tuple[int, dict]]) -> JsonServer:
+    """An HTTP server on loopback answering each form POST with `answer(path, form)`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            status, reply = answer(self.path, parse_qs(self.rfile.read(length).decode()))
+            body = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = JsonServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class JsonServer(ThreadingHTTPServer):
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
 class Introspection:
     """A token introspection endpoint on loopback: only `script.current` is active."""
 
@@ -191,29 +224,14 @@ class Introspection:
         self.asked: list[str] = []
         self.refuse_all = False  # no token is active
         self.expire_once = False  # the next token asked about has just expired
-        outer = self
+        self.server: JsonServer | None = None
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                form = parse_qs(self.rfile.read(length).decode())
-                token = (form.get("token") or [""])[0]
-                outer.asked.append(token)
-                active = outer.active(token)
-                body = json.dumps(
-                    {"active": "true", "username": outer.user} if active else {"active": "false"}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def _answer(self, path: str, form: dict[str, list[str]]) -> tuple[int, dict]:
+        token = (form.get("token") or [""])[0]
+        self.asked.append(token)
+        if self.active(token):
+            return 200, {"active": "true", "username": self.user}
+        return 200, {"active": "false"}
 
     def active(self, token: str) -> bool:
         if self.refuse_all or not token or token != self.script.current:
@@ -226,15 +244,16 @@ class Introspection:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/introspect"
+        assert self.server is not None
+        return f"{self.server.base}/introspect"
 
     def __enter__(self) -> Introspection:
-        self.thread.start()
+        self.server = json_server(self._answer)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if self.server is not None:
+            self.server.close()
 
 
 def make_ca(folder: Path) -> Ca:

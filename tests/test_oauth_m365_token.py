@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs
 
 import pytest
 
 from tests.bounces_helpers import CAMPAIGN, create_campaign
-from tests.oauth_helpers import OAuthServer, TokenScript, make_ca, point_xoauth2
+from tests.oauth_helpers import OAuthServer, TokenScript, json_server, make_ca, point_xoauth2
 
 SCRIPT = Path(__file__).parent.parent / "docs" / "examples" / "m365-token"
 TENANT = "00000000-aaaa-bbbb-cccc-000000000001"
@@ -26,49 +23,37 @@ class TokenEndpoint:
     """Entra ID's /{tenant}/oauth2/v2.0/token in miniature: the current token for the app."""
 
     def __init__(self, tokens: TokenScript) -> None:
+        self.tokens = tokens
         self.forms: list[dict[str, list[str]]] = []
-        outer = self
+        self.server = json_server(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
-                outer.forms.append(form)
-                good = (
-                    self.path == f"/{TENANT}/oauth2/v2.0/token"
-                    and form.get("grant_type") == ["client_credentials"]
-                    and form.get("client_id") == [CLIENT]
-                    and form.get("client_secret") == [SECRET]
-                    and form.get("scope") == ["https://outlook.office365.com/.default"]
-                )
-                answer = (
-                    {"token_type": "Bearer", "expires_in": 3599, "access_token": tokens.current}
-                    if good
-                    else {
-                        "error": "invalid_client",
-                        "error_description": "AADSTS7000215: Invalid client secret provided.\r\n"
-                        "Trace ID: 0000 Correlation ID: 0000",
-                    }
-                )
-                body = json.dumps(answer).encode()
-                self.send_response(200 if good else 401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, path: str, form: dict[str, list[str]]) -> tuple[int, dict]:
+        self.forms.append(form)
+        good = (
+            path == f"/{TENANT}/oauth2/v2.0/token"
+            and form.get("grant_type") == ["client_credentials"]
+            and form.get("client_id") == [CLIENT]
+            and form.get("client_secret") == [SECRET]
+            and form.get("scope") == ["https://outlook.office365.com/.default"]
+        )
+        if good:
+            return 200, {
+                "token_type": "Bearer",
+                "expires_in": 3599,
+                "access_token": self.tokens.current,
+            }
+        return 401, {
+            "error": "invalid_client",
+            "error_description": "AADSTS7000215: Invalid client secret provided.\r\n"
+            "Trace ID: 0000 Correlation ID: 0000",
+        }
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/{{tenant}}/oauth2/v2.0/token"
+        return self.server.base + "/{tenant}/oauth2/v2.0/token"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 @pytest.fixture
