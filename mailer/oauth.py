@@ -11,6 +11,7 @@ or hangs is one line naming the command and its config key (exit 1).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -94,12 +95,16 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.communicate()
 
 
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9._~+/=-]{40,}")
+
+
 def _last_line(err: bytes) -> str:
+    """The command's last words on stderr (its reason), with anything token-like masked."""
     lines = [line.strip() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
     if not lines:
         return ""
     line = "".join(ch for ch in lines[-1] if ch.isprintable())
-    return line[:200]
+    return _TOKEN_LIKE.sub("[…]", line)[:200]
 
 
 def _one_word(token: str) -> bool:

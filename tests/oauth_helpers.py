@@ -46,6 +46,9 @@ if mode == "fail" or (fail_from and calls >= fail_from):
     print(token)  # on stdout, and still never shown by mailer
     print("AADSTS7000215: Invalid client secret provided.", file=sys.stderr)
     sys.exit(1)
+if mode == "noisy":
+    print(f"refresh failed for {{token}}", file=sys.stderr)
+    sys.exit(1)
 if mode == "empty":
     sys.exit(0)
 if mode == "hang":

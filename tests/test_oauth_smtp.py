@@ -93,6 +93,7 @@ def test_a_server_that_offers_only_oauthbearer_gets_oauthbearer(workspace, ca, s
     ("mode", "said"),
     [
         ("fail", "exited with status 1: AADSTS7000215: Invalid client secret provided."),
+        ("noisy", "exited with status 1: refresh failed for […]"),  # never its token
         ("empty", "printed no token"),
         ("lines", "must print the access token alone, on one line"),
         ("hang", "did not answer within 1 s"),
