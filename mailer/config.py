@@ -129,6 +129,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "max_attempts": (int, 8),
         "pause_after": (int, 25),
         "messages_per_connection": (int, 100),
+        "auth": (str, "password"),
+        "token_command": (object, ""),  # a string (split like a shell would) or a list
     },
     "web": {
         "base_url": (str, _REQUIRED),
@@ -162,6 +164,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "password_env": (str, "MAILER_IMAP_PASSWORD"),
         "folder": (str, "INBOX"),
         "auth": (str, "password"),
+        "token_command": (object, ""),
         "processed_folder": (str, "mailer/processed"),
         "unrecognised_folder": (str, "mailer/unrecognised"),
         "soft_limit": (int, 3),
@@ -245,6 +248,7 @@ def _build(path: Path, data: dict[str, Any], env: dict[str, str]) -> Config:
     bounces = _bounces(path, data["bounces"]) if "bounces" in data else None
     smtp = values["smtp"]
     _check_smtp(path, smtp)
+    smtp["token_command"] = _token_auth(path, "smtp", data.get("smtp") or {}, smtp)
     language = values["defaults"]["language"]
     if language not in LANGUAGES:
         raise _bad(path, "defaults.language", f"must be one of {', '.join(LANGUAGES)}")
@@ -398,8 +402,7 @@ def _bounces(path: Path, table: Any) -> BouncesConfig:
         raise _bad(path, "bounces.address", exc.message) from None
     if b["security"] not in BOUNCE_SECURITY:
         raise _bad(path, "bounces.security", f"must be one of {', '.join(BOUNCE_SECURITY)}")
-    if b["auth"] != "password":
-        raise _bad(path, "bounces.auth", 'must be "password" (XOAUTH2 is not supported yet)')
+    b["token_command"] = _token_auth(path, "bounces", table, b)
     if not 1 <= b["imap_port"] <= 65535:
         raise _bad(path, "bounces.imap_port", "must be a port number")
     for key in ("soft_limit", "soft_days"):
@@ -414,6 +417,17 @@ def _bounces(path: Path, table: Any) -> BouncesConfig:
     if len({b["folder"], b["processed_folder"], b["unrecognised_folder"]}) < 3:
         raise _bad(path, "bounces.processed_folder", "and the other folders must all differ")
     return BouncesConfig(**b)
+
+
+def _token_auth(
+    path: Path, section: str, table: dict[str, Any], values: dict[str, Any]
+) -> tuple[str, ...]:
+    from mailer.oauth import check_auth
+
+    try:
+        return check_auth(section, table, values)
+    except ValueError as exc:
+        raise _bad(path, *exc.args) from None
 
 
 def _check_sender(path: Path, sender: dict[str, Any]) -> None:

@@ -31,6 +31,8 @@ class SmtpConfig:
     max_attempts: int
     pause_after: int
     messages_per_connection: int
+    auth: str = "password"  # or "xoauth2": a token from token_command instead of a password
+    token_command: tuple[str, ...] = ()  # run without a shell, per connection
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class BouncesConfig:
     unrecognised_folder: str
     soft_limit: int
     soft_days: int
+    token_command: tuple[str, ...] = ()  # with auth = "xoauth2", as for [smtp]
 
 
 @dataclass(frozen=True)

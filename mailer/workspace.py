@@ -102,7 +102,10 @@ port = 587
 security = "starttls"           # starttls | tls | none (none: only to localhost)
 username = ""
 password_env = "MAILER_SMTP_PASSWORD"
-timeout = 30
+auth = "password"               # password | xoauth2 (Microsoft 365, Google; see docs/deploy.md)
+# token_command = ["/usr/local/bin/m365-token"]   # with xoauth2, in place of password_env:
+#                                 # run without a shell per connection; prints an access token
+timeout = 30                    # seconds, for each connection and for the token command
 connections = 4
 rate = 0                        # messages per second over all connections; 0 = no limit
 per_minute = 0                  # relay quotas, counted in the database; 0 = none

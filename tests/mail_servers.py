@@ -106,6 +106,8 @@ class Dovecot:
     imaps_port: int = field(default_factory=free_port)
     imap_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    oauth2_url: str = ""  # with it, XOAUTH2/OAUTHBEARER checked by this introspection URL
+    oauth2_mechanisms: str = "xoauth2 oauthbearer"
 
     @property
     def maildir(self) -> Path:
@@ -119,6 +121,20 @@ class Dovecot:
         for sub in ("cur", "new", "tmp"):
             (self.maildir / sub).mkdir()
         (f / "passwd").write_text(f"{self.user}:{{PLAIN}}{self.password}::::::\n")
+        mechanisms, oauth2 = "plain login", ""
+        if self.oauth2_url:
+            # Dovecot 2.3 syntax (2.4 moved these into an oauth2 { } filter): the token is
+            # POSTed to the introspection URL, which names the user and says it is active.
+            (f / "oauth2.conf.ext").write_text(
+                f"introspection_mode = post\nintrospection_url = {self.oauth2_url}\n"
+                "username_attribute = username\nactive_attribute = active\n"
+                "active_value = true\n"
+            )
+            mechanisms += f" {self.oauth2_mechanisms}"
+            oauth2 = (
+                f"passdb {{\n  driver = oauth2\n  mechanisms = {self.oauth2_mechanisms}\n"
+                f"  args = {f}/oauth2.conf.ext\n}}\n"
+            )
         (f / "dovecot.conf").write_text(
             f"""
 base_dir = {f}/run
@@ -130,7 +146,8 @@ ssl = required
 ssl_cert = <{self.ca.server_cert}
 ssl_key = <{self.ca.server_key}
 disable_plaintext_auth = yes
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
+auth_failure_delay = 0
 first_valid_uid = 1
 mail_location = maildir:{self.maildir}
 mail_plugins =
@@ -138,8 +155,9 @@ namespace inbox {{
   inbox = yes
   separator = /
 }}
-passdb {{
+{oauth2}passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {f}/passwd
 }}
 userdb {{
@@ -189,6 +207,10 @@ service stats {{
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+    def log(self) -> str:
+        path = self.folder / "dovecot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def deliver(self, raw: bytes, folder: str = "") -> None:
         """Put a message into the mailbox (new/, unread), as a delivery agent would."""

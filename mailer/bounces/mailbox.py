@@ -20,6 +20,7 @@ from typing import Any
 
 from mailer.config import BouncesConfig
 from mailer.errors import MailerError
+from mailer.oauth import TokenCommand, responder
 
 DEFAULT_TIMEOUT = 30.0
 _LIST_LINE = re.compile(rb'^\((?P<flags>[^)]*)\) (?P<delim>"[^"]*"|NIL) (?P<name>.+)$')
@@ -76,17 +77,50 @@ class Mailbox:
         except (OSError, imaplib.IMAP4.error) as exc:
             raise ImapError(f"cannot connect: {_text(exc)}", where=self.where) from None
         self.client = client
-        try:
-            client.login(s.username, self.password)
-        except imaplib.IMAP4.error as exc:
-            self.close()
-            raise ImapError(f"login refused: {_text(exc)}", where=self.where) from None
+        self._log_in(client)
         # The capabilities after login (MOVE, UIDPLUS) may differ from the greeting's.
         data = self._call("CAPABILITY", client.capability)
         words = b" ".join(d for d in data if isinstance(d, bytes)).decode("ascii", "replace")
         self.capabilities = {word.upper() for word in words.split()}
         self.delimiter = self._delimiter()
         return self
+
+    def _log_in(self, client: imaplib.IMAP4) -> None:
+        """Password LOGIN, or AUTHENTICATE XOAUTH2 with a fresh token (and once more with
+        another fresh one when the server refuses it: it may have expired meanwhile)."""
+        s = self.settings
+        command = (
+            TokenCommand(s.token_command, "bounces.token_command", self.timeout)
+            if s.auth == "xoauth2"
+            else None
+        )
+        tries = 2 if command is not None else 1
+        for attempt in range(tries):
+            try:
+                if command is None:
+                    client.login(s.username, self.password)
+                else:
+                    self._authenticate(client, command.fetch())
+                return
+            except imaplib.IMAP4.error as exc:
+                if attempt + 1 < tries and client.state == "NONAUTH":
+                    continue
+                self.close()
+                raise ImapError(f"login refused: {_text(exc)}", where=self.where) from None
+            except BaseException:
+                self.close()
+                raise
+
+    def _authenticate(self, client: imaplib.IMAP4, token: str) -> None:
+        offered = {
+            c.partition("=")[2] for c in client.capabilities if c.upper().startswith("AUTH=")
+        }
+        s = self.settings
+        try:
+            answer = responder(offered, s.username, token, s.imap_host, s.imap_port)
+        except ValueError as exc:
+            raise ImapError(str(exc), where=self.where) from None
+        client.authenticate(answer.mechanism, lambda challenge: answer(challenge).encode())
 
     def close(self) -> None:
         client, self.client = self.client, None

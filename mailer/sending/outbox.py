@@ -27,6 +27,7 @@ from mailer.addresses import Address, parse_address
 from mailer.config import Config
 from mailer.errors import AddressError, SmtpError
 from mailer.i18n import LANGUAGES, text
+from mailer.oauth import TokenCommandError
 from mailer.sending import smtp
 from mailer.sending.content import envelope_sender
 from mailer.sending.oneoff import build_message, make_variant
@@ -237,7 +238,7 @@ def _send(
     )
     try:
         outcome = conn_smtp.send(envelope)
-    except SmtpError as exc:
+    except (SmtpError, TokenCommandError) as exc:  # the relay or its token: try again later
         outcome = smtp.Outcome(smtp.DEFERRED, str(exc), connection_fault=True)
     done = now_utc()
     if outcome.status == smtp.SENT:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from mailer.bounces.codes import Verdict, classify_reply
 from mailer.config import is_loopback
 from mailer.errors import SmtpError
+from mailer.oauth import SaslResponder, TokenCommand, responder
 
 if TYPE_CHECKING:
     from mailer.config import SmtpConfig
@@ -35,6 +36,10 @@ REFUSED = "refused"  # not offered to the server: it lacks SMTPUTF8 for this add
 DEFAULT_TIMEOUT = 30.0
 
 ConnectionFactory = Callable[[], smtplib.SMTP]
+
+
+class SmtpAuthError(SmtpError):
+    """The server refused our credentials (535): with a token, worth one fresh try."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +82,13 @@ def connect(
     password: str = "",
     timeout: float = DEFAULT_TIMEOUT,
     ssl_context: ssl.SSLContext | None = None,
+    token: str = "",
 ) -> smtplib.SMTP:
     """Open one connection: greet, secure it (certificate verified), authenticate.
 
-    Raises SmtpError naming host:port when any step fails.
+    With `token`, SASL XOAUTH2 (or OAUTHBEARER when the server offers only that) for
+    `username` instead of the password. Raises SmtpError naming host:port when any step
+    fails (SmtpAuthError when the server refused the credentials).
     """
     where = f"{host}:{port}"
     if username and security == "none" and not is_loopback(host):
@@ -104,14 +112,16 @@ def connect(
                 raise SmtpError("the server does not offer STARTTLS", where=where)
             client.starttls(context=context)
             client.ehlo()
-        if username:
+        if token:
+            client.auth(*_oauth(client, username, token, host, port))
+        elif username:
             client.login(username, password)
     except SmtpError:
         _close_quietly(client)
         raise
     except smtplib.SMTPAuthenticationError as exc:
         _close_quietly(client)
-        raise SmtpError(f"authentication failed: {_reply_text(exc)}", where=where) from None
+        raise SmtpAuthError(f"authentication failed: {_reply_text(exc)}", where=where) from None
     except ssl.SSLError as exc:
         _close_quietly(client)
         raise SmtpError(f"TLS failed: {exc.reason or exc}", where=where) from None
@@ -121,14 +131,36 @@ def connect(
     return client
 
 
+def _oauth(
+    client: smtplib.SMTP, username: str, token: str, host: str, port: int
+) -> tuple[str, SaslResponder]:
+    offered = set(client.esmtp_features.get("auth", "").upper().split())
+    try:
+        answer = responder(offered, username, token, host, port)
+    except ValueError as exc:
+        offers = " ".join(sorted(offered)) or "not offered"
+        raise SmtpError(f"{exc} (AUTH {offers})", where=f"{host}:{port}") from None
+    return answer.mechanism, answer
+
+
 def config_factory(
     smtp: SmtpConfig, password: str, ssl_context: ssl.SSLContext | None = None
 ) -> ConnectionFactory:
-    """Return a ConnectionFactory for the [smtp] settings."""
+    """Return a ConnectionFactory for the [smtp] settings.
+
+    With `auth = "xoauth2"` each connection runs the token command for a fresh token; a
+    token the server refuses (it expired since the command's helper cached it) is
+    replaced by another fresh one, once, before the refusal counts as a failure.
+    """
     if ssl_context is None and smtp.security != "none":
         ssl_context = ssl.create_default_context()  # once: loading the CA store is slow
+    command = (
+        TokenCommand(smtp.token_command, "smtp.token_command", smtp.timeout)
+        if smtp.auth == "xoauth2"
+        else None
+    )
 
-    def factory() -> smtplib.SMTP:
+    def open_with(token: str = "") -> smtplib.SMTP:
         return connect(
             smtp.host,
             smtp.port,
@@ -137,7 +169,16 @@ def config_factory(
             password=password,
             timeout=smtp.timeout,
             ssl_context=ssl_context,
+            token=token,
         )
+
+    def factory() -> smtplib.SMTP:
+        if command is None:
+            return open_with()
+        try:
+            return open_with(command.fetch())
+        except SmtpAuthError:
+            return open_with(command.fetch())
 
     return factory
 
