@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -191,3 +192,33 @@ def test_chromium_offline_renders_the_whole_report(reported, tmp_path):
             context.close()
         finally:
             browser.close()
+
+
+def test_the_timeline_counts_each_message_in_the_second_it_was_sent(reported, tmp_path):
+    # The buckets are counted in SQL (a million sent rows are never read into memory); a
+    # message sent at 10:00:59.99999 UTC stays in its own 10 seconds, not the next.
+    out, ws = reported
+    times = [
+        "2026-11-30T10:00:51.000000Z",
+        "2026-11-30T10:00:59.999990Z",
+        "2026-11-30T10:01:00.000001Z",
+        "2026-11-30T10:01:07.500000Z",
+    ]
+    conn = sqlite3.connect(ws.path / "mailer.db")
+    with conn:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT d.id FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id"
+                " WHERE c.name = 'uutiskirje-2018-12' AND d.sent_at IS NOT NULL ORDER BY d.id"
+            )
+        ]
+        assert len(ids) == len(times)
+        for delivery_id, moment in zip(ids, times, strict=True):
+            conn.execute("UPDATE deliveries SET sent_at = ? WHERE id = ?", (moment, delivery_id))
+    conn.close()
+    again = tmp_path / "again.html"
+    assert ws.cli("report", "uutiskirje-2018-12", "--out", str(again)).exit_code == 0
+    text = " | ".join(_outline(again.read_text(encoding="utf-8")).text)
+    # Helsinki is UTC+2 in November: two messages in 12:00:50, two in 12:01:00.
+    assert "12:00:50 | 2" in text and "12:01:00 | 2" in text, text

@@ -187,16 +187,17 @@ def _audience(conn: sqlite3.Connection, campaign_id: int, report: CampaignReport
 
 
 def _timeline(conn: sqlite3.Connection, campaign_id: int, report: CampaignReport, t: Any) -> None:
-    times = [from_db(s) for s in q.sent_times(conn, campaign_id)]
-    if not times:
+    found = q.sent_span(conn, campaign_id)
+    if found is None:
         return
-    span = (times[-1] - times[0]).total_seconds()
+    earliest, latest, sent = from_db(found[0]), from_db(found[1]), found[2]
+    span = (latest - earliest).total_seconds()
     # Buckets that give at most ~40 columns: 10 s, a minute, … an hour, 6 hours, a day.
     size, unit = next(((n, u) for n, u in _BUCKETS if span / n <= 40), _BUCKETS[-1])
-    offset = int(_local_offset(times[0]))  # buckets start at whole local minutes, hours, days
-    first = (int(times[0].timestamp()) + offset) // size * size - offset
+    offset = int(_local_offset(earliest))  # buckets start at whole local minutes, hours, days
+    first = (int(earliest.timestamp()) + offset) // size * size - offset
     start = datetime.fromtimestamp(first, timezone.utc)
-    counts = Counter(int((moment - start).total_seconds() // size) for moment in times)
+    counts = q.sent_per_bucket(conn, campaign_id, first, size)
     buckets = max(counts) + 1
     label_format = "%H:%M:%S" if size < 60 else "%H:%M" if size < 86400 else "%d.%m."
     report.timeline = columns(
@@ -207,11 +208,11 @@ def _timeline(conn: sqlite3.Connection, campaign_id: int, report: CampaignReport
     )
     peak = max(counts.values())
     report.timeline_note = t["timeline_note"].format(
-        first=_local_dt(times[0], "%Y-%m-%d %H:%M"),
-        last=_local_dt(times[-1], "%Y-%m-%d %H:%M"),
+        first=_local_dt(earliest, "%Y-%m-%d %H:%M"),
+        last=_local_dt(latest, "%Y-%m-%d %H:%M"),
         unit=t[f"unit_{unit}"],
         peak=peak,
-        count=len(times),
+        count=sent,
     )
 
 

@@ -275,14 +275,29 @@ def recipients_in_no_list(conn: sqlite3.Connection, campaign_id: int) -> int:
     return int(row[0])
 
 
-def sent_times(conn: sqlite3.Connection, campaign_id: int) -> list[str]:
-    """The stored sent_at of every sent delivery, in order."""
-    rows = conn.execute(
-        "SELECT sent_at FROM deliveries WHERE campaign_id = ? AND sent_at IS NOT NULL"
-        " ORDER BY sent_at",
+def sent_span(conn: sqlite3.Connection, campaign_id: int) -> tuple[str, str, int] | None:
+    """(first sent_at, last sent_at, messages sent), or None when nothing was sent."""
+    row = conn.execute(
+        "SELECT min(sent_at), max(sent_at), count(*) FROM deliveries"
+        " WHERE campaign_id = ? AND sent_at IS NOT NULL",
         (campaign_id,),
+    ).fetchone()
+    return None if not row[2] else (str(row[0]), str(row[1]), int(row[2]))
+
+
+def sent_per_bucket(
+    conn: sqlite3.Connection, campaign_id: int, start: int, size: int
+) -> dict[int, int]:
+    """Messages sent per `size`-second bucket counted from the Unix time `start` (in SQL:
+    a million sent rows are never read into memory)."""
+    rows = conn.execute(
+        # The whole seconds of the stored UTC time (strftime would round 59.9999 up).
+        "SELECT (CAST(strftime('%s', substr(sent_at, 1, 19)) AS INTEGER) - ?) / ? AS bucket,"
+        " count(*)"
+        " FROM deliveries WHERE campaign_id = ? AND sent_at IS NOT NULL GROUP BY bucket",
+        (start, size, campaign_id),
     )
-    return [str(r[0]) for r in rows]
+    return {int(r[0]): int(r[1]) for r in rows}
 
 
 def failure_details(conn: sqlite3.Connection, campaign_id: int) -> list[str]:
