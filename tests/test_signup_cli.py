@@ -158,3 +158,30 @@ def test_a_sent_newsletter_links_each_readers_own_preference_page(smtp_workspace
     url = f"https://uutiset.arcticsmartness.eu/p/{make_preferences_token(SECRET.encode(), contact)}"
     assert url in message.get_body(("plain",)).get_content()
     assert f'href="{url}"' in message.get_body(("html",)).get_content()
+
+
+def test_a_workspace_template_without_a_footer_link_is_refused_naming_it(workspace):
+    # A workspace made before [signup] existed keeps an older copy of the templates: with
+    # [signup] on, its footer would silently lack the preference link.
+    campaign = copy_campaign(workspace.path)
+    html = workspace.path / "templates" / "newsletter.html"
+    source = html.read_text(encoding="utf-8")
+    start = source.index("{% if preferences_url %}")
+    end = source.index("{% endif %}", start) + len("{% endif %}")
+    html.write_text(source[:start] + source[end:], encoding="utf-8")
+    out = workspace.path / "out"
+    assert workspace.cli("render", str(campaign), "--out", str(out)).exit_code == 0  # no [signup]
+
+    enable_signup(workspace)
+    for command in (
+        ["render", str(campaign), "--out", str(out)],
+        ["campaign", "create", str(campaign)],
+    ):
+        res = workspace.cli(*command)
+        assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
+        assert str(html) in res.stderr and "{{ preferences_url }}" in res.stderr
+    assert workspace.cli("campaign", "list", "--format", "json").stdout.strip() == "[]"
+
+    html.write_text(source.replace('href="{{ unsubscribe_url }}"', 'href="#"'), encoding="utf-8")
+    res = workspace.cli("render", str(campaign), "--out", str(out))
+    assert res.exit_code == 2 and "{{ unsubscribe_url }}" in res.stderr

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mailer.errors import TemplateError
 from mailer.i18n import format_date, text
 from mailer.newsletter.images import display_size
-from mailer.newsletter.templates import load_templates
+from mailer.newsletter.templates import load_templates, template_file
 from mailer.newsletter.variant import Variant, used_fields
 from mailer.newsletter.variant import placeholder as _placeholder
 
@@ -88,6 +88,7 @@ def render_variant(
     context = build_context(config, spec, lang, marker, image_base=image_base)
     html = inline_css(_render(html_template, context)).replace("\r\n", "\n")
     text_body = _clean_text(_render(text_template, context))
+    _check_footer(config, marker, (html_template, html), (text_template, text_body))
     return Variant(
         language=lang,
         campaign=spec.name,
@@ -103,6 +104,26 @@ def render_variant(
 # The default template's text column: 600 px less 2 × 32 px padding. A picture's width and
 # height attributes fit it (Outlook for Windows sizes pictures by the attributes alone).
 IMAGE_COLUMN = 536
+
+
+def _check_footer(config: Config, marker: str, *parts: tuple[jinja2.Template, str]) -> None:
+    """Both parts' footers show the unsubscribe URL, and with [signup] the preference link.
+
+    A workspace whose templates were copied before a link existed would otherwise send
+    newsletters without it; the error names the template and the variable to add.
+    """
+    needed = [("unsubscribe_url", "every newsletter shows its unsubscribe link")]
+    if config.signup is not None:
+        needed.append(("preferences_url", "with [signup] the footer links the preference page"))
+    for template, body in parts:
+        for field, why in needed:
+            if _placeholder(field, marker) not in body:
+                name = template.name or "template"
+                raise TemplateError(
+                    f"the footer lacks {{{{ {field} }}}}: {why} (mailer's bundled"
+                    f" templates/{name} shows where it goes)",
+                    where=template_file(config, name),
+                )
 
 
 def issue_path(name: str, lang: str, default_language: str) -> str:

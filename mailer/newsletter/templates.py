@@ -30,6 +30,14 @@ def template_dirs(config: Config) -> list[Path]:
     return dirs
 
 
+def template_file(config: Config, name: str) -> str:
+    """The file `name` is read from now (the workspace's, else the bundled one), for errors."""
+    for folder in template_dirs(config):
+        if (folder / name).is_file():
+            return str(folder / name)
+    return name
+
+
 def _environment(config: Config, stored: dict[str, str] | None = None) -> jinja2.Environment:
     """The template environment; with `stored` (name -> source, the copy `campaign create`
     kept) it loads those instead of the files as they are now."""
