@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 
 from mailer.timeutil import from_db
@@ -167,3 +168,27 @@ def test_unique_hashes_go_after_keep_days_and_with_a_forgotten_contact(smtp_work
     result = stats(ws)
     assert (result["clicks"], result["unique_clicks"]) == (3, 2)
     assert db_rows(ws, "SELECT count(*) FROM click_hashes") == [(0,)]
+
+
+def test_send_due_deletes_expired_click_hashes_when_the_service_is_down(
+    smtp_workspace, smtp_server
+):
+    ws = smtp_workspace
+    ws.set_config("tracking", "ignore_first_seconds", "0")
+    send_campaign(ws, [FI])
+    server = Server.start(ws.path, ws.env())
+    try:
+        assert server.request("GET", click_paths(smtp_server, FI)[0]).status == 302
+    finally:
+        server.stop()  # and it stays down: cron's send-due keeps the promise
+    res = ws.cli("send-due")
+    assert res.exit_code == 0 and "Click hashes" not in res.stderr
+    assert db_rows(ws, "SELECT count(*) FROM click_hashes") == [(2,)]
+    conn = sqlite3.connect(ws.path / "mailer.db")
+    with conn:  # as if the campaign had been frozen on New Year's Day, long past 90 days
+        conn.execute("UPDATE click_campaigns SET tracked_at = '2026-01-01T00:00:00.000000Z'")
+    conn.close()
+    res = ws.cli("send-due")
+    assert res.exit_code == 0 and "Click hashes of 1 campaign(s) older than 90 days" in res.stderr
+    assert db_rows(ws, "SELECT count(*) FROM click_hashes") == [(0,)]
+    assert stats(ws)["clicks"] == 1

@@ -267,11 +267,16 @@ def send_due(ctx: typer.Context) -> None:
     start (empty audience, a list gone) is paused with the reason and reported once (exit 1).
     Never prompts.
 
+    It also deletes the click hashes of campaigns older than tracking.keep_days (as
+    `mailer serve` does hourly), so that only counts remain even when the service is down.
+
     In crontab: */5 * * * * cd /srv/uutiset && mailer send-due
 
     Example: mailer send-due
     """
+    from mailer.engagement.clicks import purge_expired
     from mailer.sending.due import send_due as run_due
+    from mailer.timeutil import now_utc
 
     config = get_config(ctx)
     progress = _Progress(is_terminal(sys.stderr))
@@ -283,6 +288,12 @@ def send_due(ctx: typer.Context) -> None:
             raise _interrupted(None) from None
         finally:
             progress.end()
+        purged = purge_expired(store, config, now=now_utc())
+    if purged:
+        err(
+            f"Click hashes of {len(purged)} campaign(s) older than {config.tracking.keep_days}"
+            " days deleted; their click counts remain."
+        )
     if not report.items:
         err("Nothing due.")
     paused = None
