@@ -197,14 +197,20 @@ def _openssl_key(tmp_path):
     return key, base64.b64encode(pub)
 
 
+def _sign_with_a_new_key(workspace, folder) -> bytes:
+    """Configure [dkim] with a fresh RSA key; return its public key as published in DNS."""
+    key, public = _openssl_key(folder)
+    workspace.set_config("dkim", "domain", '"arcticsmartness.eu"')
+    workspace.set_config("dkim", "selector", '"mailer"')
+    workspace.set_config("dkim", "private_key", f'"{key}"')
+    return public
+
+
 def test_dkim_signature_covers_the_list_headers_and_verifies(campaign, tmp_path):
     import dkim
 
     workspace, variants = campaign
-    key, public = _openssl_key(tmp_path)
-    workspace.set_config("dkim", "domain", '"arcticsmartness.eu"')
-    workspace.set_config("dkim", "selector", '"mailer"')
-    workspace.set_config("dkim", "private_key", f'"{key}"')
+    public = _sign_with_a_new_key(workspace, tmp_path)
     builder = MessageBuilder(workspace.config(), variants["fi"])
     data = builder.build(Recipient("maija@example.fi", "Maija Meikäläinen"), UNSUB, now=NOW).data
     assert data.startswith(b"DKIM-Signature:")
@@ -243,10 +249,7 @@ def test_the_prepared_signature_equals_one_made_from_the_finished_message(campai
     # that vary; the signature must be the one made by parsing the whole message (RSA
     # PKCS#1 v1.5 is deterministic), for list, test and one-off messages alike.
     workspace, variants = campaign
-    key, _ = _openssl_key(tmp_path)
-    workspace.set_config("dkim", "domain", '"arcticsmartness.eu"')
-    workspace.set_config("dkim", "selector", '"mailer"')
-    workspace.set_config("dkim", "private_key", f'"{key}"')
+    _sign_with_a_new_key(workspace, tmp_path)
     workspace.set_config("sender", "reply_to", '"toimitus@arcticsmartness.eu"')
     config = workspace.config()
     for builder, test in (
