@@ -383,6 +383,12 @@ def _check_smtp(path: Path, smtp: dict[str, Any]) -> None:
     for key in ("rate", "per_minute", "per_day", "timeout"):
         if smtp[key] < 0:
             raise _bad(path, f"smtp.{key}", "must not be negative")
+    if not smtp["username"].isascii() or any(ch in smtp["username"] for ch in "\r\n\x00"):
+        raise _bad(path, "smtp.username", _ASCII_LOGIN)
+
+
+# smtplib and imaplib send the user name as ASCII (AUTH and LOGIN alike).
+_ASCII_LOGIN = "must be one line of ASCII: the log-in sends it as ASCII (use the ASCII alias)"
 
 
 BOUNCE_SECURITY = ("tls", "starttls")
@@ -411,6 +417,8 @@ def _bounces(path: Path, table: Any) -> BouncesConfig:
     for key in ("imap_host", "username", "folder", "processed_folder", "unrecognised_folder"):
         if any(ch in b[key] for ch in "\r\n\x00"):
             raise _bad(path, f"bounces.{key}", "must be one line")
+    if not b["username"].isascii():
+        raise _bad(path, "bounces.username", _ASCII_LOGIN)
     for key in ("folder", "processed_folder", "unrecognised_folder"):
         if not b[key].strip():
             raise _bad(path, f"bounces.{key}", "must name a folder")

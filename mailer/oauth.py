@@ -92,10 +92,14 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:
         proc.kill()
-    proc.communicate()
+    # Not communicate(): a child that left the group may still hold the pipes open.
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    proc.wait()
 
 
-_TOKEN_LIKE = re.compile(r"[A-Za-z0-9._~+/=-]{40,}")
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9._~+/=-]{20,}")  # tokens, secrets, long ids
 
 
 def _last_line(err: bytes) -> str:

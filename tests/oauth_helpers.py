@@ -1,7 +1,8 @@
 """OAuth parts for the XOAUTH2 tests: a token command, an SMTP server and a token checker.
 
 - `TokenScript`: a real executable that `token_command` runs. It prints the token in
-  `current`, logs each call, and can be told to fail, print nothing, print two lines or hang.
+  `current`, logs each call, and can be told to fail, print nothing, print two lines, hang,
+  or hang leaving a child in its own session that holds its stdout (`orphan`).
 - `OAuthHandler`: an aiosmtpd handler that offers only XOAUTH2 (or only OAUTHBEARER) and
   accepts exactly the token the script prints now. `expire_after` messages into a send it
   takes that token as expired: it refuses it from then on, and the refusal makes the script
@@ -52,6 +53,11 @@ if mode == "noisy":
 if mode == "empty":
     sys.exit(0)
 if mode == "hang":
+    time.sleep(60)
+if mode == "orphan":  # a child in its own session keeps stdout open after the group is killed
+    import subprocess
+    child = subprocess.Popen(["sleep", "150"], start_new_session=True)
+    (state / "orphan").write_text(str(child.pid))
     time.sleep(60)
 if mode == "lines":
     print("access_token:")

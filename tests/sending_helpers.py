@@ -200,3 +200,67 @@ def add_campaign(store, name="issue-1", segment="all", send_at=None, langs=("fi"
             send_at=send_at,
             now=now_utc(),
         )
+
+
+class LimitingRelay:
+    """A bare SMTP server on loopback that greets its first `allow` connections and answers
+    every later one with `refusal` at the greeting (a relay's connection or rate limit).
+
+    Plain sockets and a thread per connection: aiosmtpd has no hook for the greeting.
+    """
+
+    def __init__(self, allow: int, refusal: str) -> None:
+        import socket
+
+        self.allow, self.refusal = allow, refusal
+        self.connections = 0
+        self.recipients: list[str] = []
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def __enter__(self) -> LimitingRelay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                refuse = self.connections > self.allow
+            threading.Thread(target=self._session, args=(sock, refuse), daemon=True).start()
+
+    def _session(self, sock, refuse: bool) -> None:
+        with sock, sock.makefile("rb") as lines:
+            if refuse:
+                sock.sendall(self.refusal.encode() + b"\r\n")
+                return
+            sock.sendall(b"220 relay.example ESMTP\r\n")
+            rcpt = ""
+            for raw in lines:
+                verb = raw[:4].upper()
+                if verb == b"EHLO":
+                    sock.sendall(b"250-relay.example\r\n250 8BITMIME\r\n")
+                elif verb == b"RCPT":
+                    rcpt = raw.decode().split("<", 1)[1].split(">", 1)[0]
+                    sock.sendall(b"250 OK\r\n")
+                elif verb == b"DATA":
+                    sock.sendall(b"354 go on\r\n")
+                    for line in lines:
+                        if line == b".\r\n":
+                            break
+                    with self.lock:
+                        self.recipients.append(rcpt)
+                    sock.sendall(b"250 queued\r\n")
+                elif verb == b"QUIT":
+                    sock.sendall(b"221 bye\r\n")
+                    return
+                else:  # MAIL, RSET, NOOP
+                    sock.sendall(b"250 OK\r\n")

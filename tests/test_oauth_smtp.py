@@ -4,7 +4,10 @@ command prints now; the token expires mid-send and is never written anywhere."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 
 import pytest
 
@@ -97,6 +100,7 @@ def test_a_server_that_offers_only_oauthbearer_gets_oauthbearer(workspace, ca, s
         ("empty", "printed no token"),
         ("lines", "must print the access token alone, on one line"),
         ("hang", "did not answer within 1 s"),
+        ("orphan", "did not answer within 1 s"),  # not stuck on the pipe its child holds
         ("missing", "not found"),
     ],
 )
@@ -110,7 +114,13 @@ def test_a_failing_token_command_is_one_line_exit_1_and_nothing_is_marked(
             workspace.set_config("smtp", "token_command", '["/nonexistent/m365-token"]')
         else:
             script.mode = mode
-        res = workspace.run("send", CAMPAIGN, "--yes", env=env)
+        try:
+            res = workspace.run("send", CAMPAIGN, "--yes", env=env, timeout=60)
+        finally:
+            orphan = script.folder / "orphan"
+            if orphan.exists():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(orphan.read_text()), signal.SIGKILL)
         handler = server.handler
     assert res.returncode == 1, res.stdout
     lines = res.stderr.strip().splitlines()

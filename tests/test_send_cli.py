@@ -18,7 +18,7 @@ from mailer.tokens import verify_token
 from tests.conftest import SECRET
 from tests.contacts_helpers import write_csv
 from tests.newsletter_helpers import copy_campaign
-from tests.sending_helpers import ScriptedSink, point_at
+from tests.sending_helpers import LimitingRelay, ScriptedSink, point_at
 
 NAME = "uutiskirje-2018-11"
 
@@ -346,7 +346,7 @@ def test_the_relays_own_limit_puts_the_recipient_back_and_stops_the_run(workspac
         return limited["answer"] if address == emails[2] else None
 
     with ScriptedSink(rcpt_reply=rcpt_reply) as sink:
-        point_at(workspace, sink.port, connections=1)
+        point_at(workspace, sink.port, connections=1, pause_after=3)
         res = workspace.cli("send", NAME, "--yes")
         assert res.exit_code == 0, res.stderr
         assert "sending limit is reached" in res.stderr and "5.4.5" in res.stderr
@@ -372,11 +372,62 @@ def test_the_relays_own_limit_puts_the_recipient_back_and_stops_the_run(workspac
         assert res.exit_code == 0 and "4.7.0" in res.stderr
         assert _states(workspace)[emails[2]] == "pending"
 
-        limited["answer"] = None
+        # Three runs in a row stopped by the relay (pause_after = 3): the campaign pauses
+        # instead of asking the relay every five minutes forever.
         res = workspace.cli("send-due")
+        assert res.exit_code == 1 and "3 runs in a row" in res.stderr, res.stderr
+        stats = json.loads(workspace.cli("stats", NAME, "--format", "json").stdout)
+        assert (stats["status"], stats["pending"], stats["failed"]) == ("paused", 3, 0)
+        res = workspace.cli("send-due")
+        assert res.exit_code == 0 and _states(workspace)[emails[2]] == "pending"  # left paused
+
+        limited["answer"] = None
+        res = workspace.cli("send", NAME, "--yes")
         assert res.exit_code == 0, res.stderr
     assert sorted(sink.recipients()) == sorted(emails)  # each once
     assert set(_states(workspace).values()) == {"sent"}
+
+
+def test_quota_answers_on_several_connections_stop_the_run_without_pausing_it(workspace):
+    # Four connections may all hear "quota exceeded" before the run stops: those answers
+    # are not server failures (pause_after = 1 would pause at the first); only runs in a
+    # row that the relay stops count toward a pause.
+    emails = _contacts(workspace, 12)
+    _campaign(workspace)
+    with ScriptedSink(rcpt_reply=lambda a: "550 5.7.233 tenant sending limit exceeded") as sink:
+        point_at(workspace, sink.port, connections=4, pause_after=1)
+        res = workspace.cli("send", NAME, "--yes")
+        assert res.exit_code == 0, res.stderr
+        assert "5.7.233" in res.stderr
+        assert set(_states(workspace).values()) == {"pending"}
+        stats = json.loads(workspace.cli("stats", NAME, "--format", "json").stdout)
+        assert stats["status"] == "sending"
+        res = workspace.cli("send-due")  # the second run in a row: now it pauses
+        assert res.exit_code == 1 and "2 runs in a row" in res.stderr
+        assert json.loads(workspace.cli("stats", NAME, "--format", "json").stdout)["status"] == (
+            "paused"
+        )
+    assert sink.recipients() == [] and len(emails) == 12
+
+
+def test_a_relay_that_refuses_new_connections_for_our_rate_stops_the_run(workspace):
+    # Mid-send the relay starts refusing connections with a 421 naming a rate limit: that
+    # is our own limit, not a broken server: the run stops (exit 0), nobody is marked.
+    emails = _contacts(workspace, 6)
+    _campaign(workspace)
+    refusal = "421 4.7.0 Too many connections, rate limit exceeded; try again later"
+    with LimitingRelay(allow=1, refusal=refusal) as relay:
+        point_at(workspace, relay.port, connections=1, messages_per_connection=2)
+        res = workspace.cli("send", NAME, "--yes")
+        assert res.exit_code == 0, res.stderr
+        assert "sending limit is reached" in res.stderr and "4.7.0" in res.stderr
+        states = _states(workspace)
+        assert sorted(e for e, s in states.items() if s == "sent") == sorted(relay.recipients)
+        assert len(relay.recipients) == 2
+        assert {s for e, s in states.items() if e not in relay.recipients} == {"pending"}
+        stats = json.loads(workspace.cli("stats", NAME, "--format", "json").stdout)
+        assert (stats["status"], stats["failed"], stats["deferred"]) == ("sending", 0, 0)
+    assert len(emails) == 6
 
 
 def test_send_due_names_a_paused_campaign_and_leaves_it_to_send(workspace):

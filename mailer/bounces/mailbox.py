@@ -58,9 +58,21 @@ class Mailbox:
 
     def open(self) -> Mailbox:
         """Connect, secure, log in, select the folder; ImapError naming host:port on failure."""
-        s = self.settings
-        if not s.imap_host:
+        if not self.settings.imap_host:
             raise ImapError("bounces.imap_host is not set; `bounces import` reads files instead")
+        self.client = self._connect()
+        self._log_in()
+        client = self._client
+        # The capabilities after login (MOVE, UIDPLUS) may differ from the greeting's.
+        data = self._call("CAPABILITY", client.capability)
+        words = b" ".join(d for d in data if isinstance(d, bytes)).decode("ascii", "replace")
+        self.capabilities = {word.upper() for word in words.split()}
+        self.delimiter = self._delimiter()
+        return self
+
+    def _connect(self) -> imaplib.IMAP4:
+        """A connection, secured (implicit TLS or STARTTLS), not yet logged in."""
+        s = self.settings
         try:
             if s.security == "tls":
                 client: imaplib.IMAP4 = imaplib.IMAP4_SSL(
@@ -76,18 +88,12 @@ class Mailbox:
             raise ImapError(f"TLS failed: {exc.reason or exc}", where=self.where) from None
         except (OSError, imaplib.IMAP4.error) as exc:
             raise ImapError(f"cannot connect: {_text(exc)}", where=self.where) from None
-        self.client = client
-        self._log_in(client)
-        # The capabilities after login (MOVE, UIDPLUS) may differ from the greeting's.
-        data = self._call("CAPABILITY", client.capability)
-        words = b" ".join(d for d in data if isinstance(d, bytes)).decode("ascii", "replace")
-        self.capabilities = {word.upper() for word in words.split()}
-        self.delimiter = self._delimiter()
-        return self
+        return client
 
-    def _log_in(self, client: imaplib.IMAP4) -> None:
+    def _log_in(self) -> None:
         """Password LOGIN, or AUTHENTICATE XOAUTH2 with a fresh token (and once more with
-        another fresh one when the server refuses it: it may have expired meanwhile)."""
+        another fresh one when the server refuses it: it may have expired meanwhile; on a
+        new connection when the server dropped the first one)."""
         s = self.settings
         command = (
             TokenCommand(s.token_command, "bounces.token_command", self.timeout)
@@ -96,6 +102,7 @@ class Mailbox:
         )
         tries = 2 if command is not None else 1
         for attempt in range(tries):
+            client = self._client
             try:
                 if command is None:
                     client.login(s.username, self.password)
@@ -103,7 +110,10 @@ class Mailbox:
                     self._authenticate(client, command.fetch())
                 return
             except imaplib.IMAP4.error as exc:
-                if attempt + 1 < tries and client.state == "NONAUTH":
+                if attempt + 1 < tries:
+                    if isinstance(exc, imaplib.IMAP4.abort) or client.state != "NONAUTH":
+                        self.close()
+                        self.client = self._connect()
                     continue
                 self.close()
                 raise ImapError(f"login refused: {_text(exc)}", where=self.where) from None

@@ -120,8 +120,9 @@ def _check_footer(config: Config, marker: str, *parts: tuple[jinja2.Template, st
             if _placeholder(field, marker) not in body:
                 name = template.name or "template"
                 raise TemplateError(
-                    f"the footer lacks {{{{ {field} }}}}: {why} (mailer's bundled"
-                    f" templates/{name} shows where it goes)",
+                    f"the footer lacks {{{{ {field} }}}}: {why}; mailer's bundled"
+                    f" templates/{name} shows where it goes (a campaign already created"
+                    " keeps its copy: create it again after the fix)",
                     where=template_file(config, name),
                 )
 

@@ -217,11 +217,33 @@ def _send_rounds(
             run.jobs(round_), run.prepare, run.record, tick=run.tick, finish=run.flush
         )
         run.report.connections_opened += result.connections_opened
+        if result.limit:
+            run.relay_limit(result.limit)
         if result.paused:
             run.report.paused = True
             run.report.pause_reason = result.pause_reason
-        if result.paused or result.stopped:
+        if result.paused or result.stopped or result.limit:
             break
+
+
+def _count_relay_limit(
+    ctx: SendContext, conn: sqlite3.Connection, run: Run, report: SendReport
+) -> None:
+    """Runs in a row stopped by the relay's own limit count toward pause_after (PRODUCT.md):
+    a relay that keeps saying it pauses the campaign instead of being asked forever."""
+    if not report.relay_limit:
+        if report.sent:
+            q_campaigns.clear_quota_stops(conn, run.campaign_id)
+        return
+    stops = q_campaigns.count_quota_stop(conn, run.campaign_id, sent_any=report.sent > 0)
+    limit = ctx.config.smtp.pause_after
+    # "Repeated": one stop alone never pauses, whatever pause_after says.
+    if limit and stops >= max(limit, 2) and not report.paused:
+        report.paused = True
+        report.pause_reason = (
+            f"{stops} runs in a row stopped by the relay's answer about our sending limit;"
+            f" last: {report.relay_limit}"
+        )
 
 
 def _finish(ctx: SendContext, run: Run) -> SendReport:
@@ -236,6 +258,7 @@ def _finish(ctx: SendContext, run: Run) -> SendReport:
         report.counts = counts
         report.recipients = sum(counts.values())
         report.remaining = counts["pending"] + counts["deferred"] + counts["sending"]
+        _count_relay_limit(ctx, conn, run, report)
         if report.paused:
             q_campaigns.set_status(conn, run.campaign_id, C.PAUSED, now, reason=report.pause_reason)
         elif report.remaining == 0:

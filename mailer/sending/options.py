@@ -115,6 +115,7 @@ class SendReport:
     became_unknown: list[str] = field(default_factory=list)  # in flight when a run died
     unknown_now: list[str] = field(default_factory=list)  # lost connection after DATA
     quota_exhausted: bool = False
+    relay_limit: str = ""  # the relay's answer about our own sending limit that stopped the run
     paused: bool = False
     pause_reason: str = ""
     stopped_reason: str = ""

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from mailer.errors import SmtpError
-from mailer.sending.smtp import DEFERRED, Connection, ConnectionFactory, Envelope, Outcome
+from mailer.sending.smtp import (
+    DEFERRED,
+    Connection,
+    ConnectionFactory,
+    Envelope,
+    Outcome,
+    SmtpLimitError,
+)
 
 J = TypeVar("J")
 
@@ -60,6 +67,7 @@ class PoolReport:
     paused: bool = False  # too many consecutive server/connection failures
     pause_reason: str = ""
     stopped: bool = False  # stop was set from outside (quota, lease, cancel)
+    limit: str = ""  # a reconnection refused with an answer about our sending limit
 
 
 class SmtpPool(Generic[J]):
@@ -233,8 +241,11 @@ class SmtpPool(Generic[J]):
                 try:
                     outcome = conn.send(envelope)
                 except SmtpError as exc:  # reopening failed inside send
-                    outcome = Outcome(DEFERRED, str(exc), connection_fault=True)
-                if outcome.connection_fault:
+                    limit = isinstance(exc, SmtpLimitError)
+                    outcome = Outcome(DEFERRED, str(exc), connection_fault=True, quota=limit)
+                if outcome.quota:
+                    pass  # the relay's own limit: the run stops; runs in a row are counted
+                elif outcome.connection_fault:
                     self._fault(outcome.detail)
                 else:
                     self._ok()
@@ -258,6 +269,11 @@ class SmtpPool(Generic[J]):
             try:
                 conn.open()
                 return True
+            except SmtpLimitError as exc:  # the relay's own limit: stop, do not count
+                with self._lock:
+                    self._report.limit = self._report.limit or str(exc)
+                self.stop.set()
+                return False
             except SmtpError as exc:
                 self._fault(str(exc))
                 self.stop.wait(delay)

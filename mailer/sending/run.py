@@ -316,13 +316,19 @@ class Run:
     def _quota_answer(
         self, conn: sqlite3.Connection, job: Job, outcome: smtp.Outcome, now: datetime
     ) -> None:
-        """The relay's own limit: the recipient goes back to pending and the run stops."""
+        """The relay's own limit: the recipient goes back to pending and the run stops.
+
+        The quota use counted when the row was claimed stays counted: the relay may well
+        have counted the attempt too, and our count errs on the side of sending less."""
         q_deliveries.release(conn, job.id, self.owner, outcome.detail, now)
+        self.relay_limit(outcome.detail)
+
+    def relay_limit(self, answer: str) -> None:
+        """Stop the run: the relay answered about our own sending limit (`answer`)."""
         if not self.report.quota_exhausted:
             self.report.quota_exhausted = True
-            self.report.stopped_reason = (
-                f"the server says our sending limit is reached ({outcome.detail})"
-            )
+            self.report.relay_limit = answer
+            self.report.stopped_reason = f"the server says our sending limit is reached ({answer})"
         self.stop.set()
 
     def _failed(

@@ -42,6 +42,11 @@ class SmtpAuthError(SmtpError):
     """The server refused our credentials (535): with a token, worth one fresh try."""
 
 
+class SmtpLimitError(SmtpError):
+    """The server refused the connection with an answer about our own sending limit (a 421
+    "too many connections" or a rate): the run stops like a quota stop."""
+
+
 @dataclass(frozen=True)
 class Envelope:
     """One message for one recipient: envelope addresses and the exact bytes (CRLF)."""
@@ -127,6 +132,10 @@ def connect(
         raise SmtpError(f"TLS failed: {exc.reason or exc}", where=where) from None
     except (OSError, smtplib.SMTPException) as exc:
         _close_quietly(client)
+        if isinstance(exc, smtplib.SMTPResponseException) and (
+            classify_reply(exc.smtp_code, _reply_text(exc)) is Verdict.QUOTA
+        ):
+            raise SmtpLimitError(f"refused: {_reply_text(exc)}", where=where) from None
         raise SmtpError(f"cannot connect: {_reply_text(exc)}", where=where) from None
     return client
 

@@ -298,6 +298,24 @@ def prune_usage(conn: sqlite3.Connection, now: datetime) -> None:
     )
 
 
+def count_quota_stop(conn: sqlite3.Connection, campaign_id: int, *, sent_any: bool) -> int:
+    """Count one run stopped by the relay's limit (after a run that sent anything: the first);
+    return the runs in a row so far."""
+    conn.execute(
+        "UPDATE campaigns SET quota_stops = CASE WHEN ? THEN 1 ELSE quota_stops + 1 END"
+        " WHERE id = ?",
+        (int(sent_any), campaign_id),
+    )
+    row = conn.execute("SELECT quota_stops FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+    return int(row[0])
+
+
+def clear_quota_stops(conn: sqlite3.Connection, campaign_id: int) -> None:
+    conn.execute(
+        "UPDATE campaigns SET quota_stops = 0 WHERE id = ? AND quota_stops != 0", (campaign_id,)
+    )
+
+
 def campaign_id_by_name(conn: sqlite3.Connection, name: str) -> int | None:
     """The id of the campaign named `name`, or None."""
     row = conn.execute("SELECT id FROM campaigns WHERE name = ?", (name,)).fetchone()
