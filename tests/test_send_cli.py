@@ -417,7 +417,7 @@ def test_a_relay_that_refuses_new_connections_for_our_rate_stops_the_run(workspa
     _campaign(workspace)
     refusal = "421 4.7.0 Too many connections, rate limit exceeded; try again later"
     with LimitingRelay(allow=1, refusal=refusal) as relay:
-        point_at(workspace, relay.port, connections=1, messages_per_connection=2)
+        point_at(workspace, relay.port, connections=1, messages_per_connection=2, pause_after=2)
         res = workspace.cli("send", NAME, "--yes")
         assert res.exit_code == 0, res.stderr
         assert "sending limit is reached" in res.stderr and "4.7.0" in res.stderr
@@ -427,7 +427,26 @@ def test_a_relay_that_refuses_new_connections_for_our_rate_stops_the_run(workspa
         assert {s for e, s in states.items() if e not in relay.recipients} == {"pending"}
         stats = json.loads(workspace.cli("stats", NAME, "--format", "json").stdout)
         assert (stats["status"], stats["failed"], stats["deferred"]) == ("sending", 0, 0)
+        # The next run is refused at its first connection: nothing marked, and the second
+        # run in a row the relay stops pauses the campaign (pause_after = 2).
+        res = workspace.cli("send-due")
+        assert res.exit_code == 1 and "2 runs in a row" in res.stderr, res.stderr
+        assert "nothing sent" in res.stderr and len(relay.recipients) == 2
+        stats = json.loads(workspace.cli("stats", NAME, "--format", "json").stdout)
+        assert (stats["status"], stats["pending"], stats["failed"]) == ("paused", 4, 0)
     assert len(emails) == 6
+
+
+def test_a_relay_that_refuses_the_first_connection_for_our_rate_changes_nothing(workspace):
+    _contacts(workspace, 2)
+    _campaign(workspace)
+    with LimitingRelay(allow=0, refusal="421 4.7.0 Too many connections from your IP") as relay:
+        point_at(workspace, relay.port)
+        res = workspace.cli("send", NAME, "--yes")
+    assert res.exit_code == 0, res.stderr
+    assert "sending limit is reached" in res.stderr and "nothing sent" in res.stderr
+    assert _db_rows(workspace, "SELECT status, frozen_at FROM campaigns") == [("draft", None)]
+    assert _db_rows(workspace, "SELECT count(*) FROM deliveries") == [(0,)]
 
 
 def test_send_due_names_a_paused_campaign_and_leaves_it_to_send(workspace):

@@ -108,6 +108,24 @@ def _all_done(conn: sqlite3.Connection, row: Campaign, options: SendOptions) -> 
     )
 
 
+def _refused_for_our_limit(ctx: SendContext, row: Campaign, answer: str) -> SendReport:
+    """The relay refused even the first connection for our own rate or quota: nothing is
+    sent or marked; a campaign already sending counts it toward pause_after like any run
+    the relay stops."""
+    report = _nothing(ctx.store, row, f"the server says our sending limit is reached ({answer})")
+    report.quota_exhausted = True
+    report.relay_limit = answer
+    if row.status == C.SENDING:
+        with ctx.store.transaction() as conn:
+            _count_relay_limit(ctx, conn, row.id, report)
+            if report.paused:
+                q_campaigns.set_status(
+                    conn, row.id, C.PAUSED, ctx.clock(), reason=report.pause_reason
+                )
+            report.status = reload_campaign(conn, row).status.value
+    return report
+
+
 def _nothing(store: Store, row: Campaign, reason: str) -> SendReport:
     report = SendReport(campaign=row.name, status=row.status.value, nothing_to_do=True)
     report.stopped_reason = reason
@@ -162,7 +180,11 @@ def _send_held(ctx: SendContext, name: str, owner: str, options: SendOptions) ->
 
     make_pool = _pool_maker(ctx, options)
     pool = make_pool()
-    pool.check()  # SmtpError: exit 1 before anything is frozen or marked
+    try:
+        pool.check()  # SmtpError: exit 1 before anything is frozen or marked
+    except smtp.SmtpLimitError as exc:
+        pool.discard()
+        return _refused_for_our_limit(ctx, row, exc.message)
     try:
         frozen = freeze_campaign(store, ctx.config, name, content=ctx.content, clock=ctx.clock)
     except BaseException:
@@ -227,15 +249,15 @@ def _send_rounds(
 
 
 def _count_relay_limit(
-    ctx: SendContext, conn: sqlite3.Connection, run: Run, report: SendReport
+    ctx: SendContext, conn: sqlite3.Connection, campaign_id: int, report: SendReport
 ) -> None:
     """Runs in a row stopped by the relay's own limit count toward pause_after (PRODUCT.md):
     a relay that keeps saying it pauses the campaign instead of being asked forever."""
     if not report.relay_limit:
         if report.sent:
-            q_campaigns.clear_quota_stops(conn, run.campaign_id)
+            q_campaigns.clear_quota_stops(conn, campaign_id)
         return
-    stops = q_campaigns.count_quota_stop(conn, run.campaign_id, sent_any=report.sent > 0)
+    stops = q_campaigns.count_quota_stop(conn, campaign_id, sent_any=report.sent > 0)
     limit = ctx.config.smtp.pause_after
     # "Repeated": one stop alone never pauses, whatever pause_after says.
     if limit and stops >= max(limit, 2) and not report.paused:
@@ -258,7 +280,7 @@ def _finish(ctx: SendContext, run: Run) -> SendReport:
         report.counts = counts
         report.recipients = sum(counts.values())
         report.remaining = counts["pending"] + counts["deferred"] + counts["sending"]
-        _count_relay_limit(ctx, conn, run, report)
+        _count_relay_limit(ctx, conn, run.campaign_id, report)
         if report.paused:
             q_campaigns.set_status(conn, run.campaign_id, C.PAUSED, now, reason=report.pause_reason)
         elif report.remaining == 0:
