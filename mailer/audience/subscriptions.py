@@ -423,11 +423,7 @@ def events(
 ) -> list[Event]:
     """List the recorded events of these actions, oldest first; `campaign` is a name."""
     conn = store.conn
-    campaign_id = None
-    if campaign is not None:
-        campaign_id = campaign_id_by_name(conn, campaign)
-        if campaign_id is None:
-            raise NotFoundError(f"no campaign named {campaign!r}")
+    campaign_id = None if campaign is None else campaign_id_by_name(conn, campaign)
     return [
         _event(r)
         for r in q.list_events(conn, campaign_id=campaign_id, since=since, actions=actions)

@@ -24,7 +24,6 @@ from mailer.audience.subscriptions import change_status
 from mailer.bounces.codes import Verdict, enhanced_code
 from mailer.bounces.parse import BOUNCE, COMPLAINT, Failure, Returned, mask, parse
 from mailer.config import BouncesConfig, Config
-from mailer.errors import NotFoundError
 from mailer.states import ContactStatus
 from mailer.store import Store
 from mailer.store import bounces as q
@@ -360,11 +359,7 @@ def list_bounces(
 ) -> list[BounceRecord]:
     """The bounce and complaint records, oldest first."""
     conn = store.conn
-    campaign_id = None
-    if campaign is not None:
-        campaign_id = campaign_id_by_name(conn, campaign)
-        if campaign_id is None:
-            raise NotFoundError(f"no campaign named {campaign!r}")
+    campaign_id = None if campaign is None else campaign_id_by_name(conn, campaign)
     rows = q.list_bounces(conn, campaign_id=campaign_id, since=since, kind=kind)
     return [_record(r) for r in rows]
 

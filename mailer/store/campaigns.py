@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from mailer.errors import NotFoundError
 from mailer.states import CampaignStatus, campaign_sources
 from mailer.timeutil import to_db
 
@@ -316,7 +317,9 @@ def clear_quota_stops(conn: sqlite3.Connection, campaign_id: int) -> None:
     )
 
 
-def campaign_id_by_name(conn: sqlite3.Connection, name: str) -> int | None:
-    """The id of the campaign named `name`, or None."""
+def campaign_id_by_name(conn: sqlite3.Connection, name: str) -> int:
+    """The id of the campaign named `name`; NotFoundError (exit 2) when there is none."""
     row = conn.execute("SELECT id FROM campaigns WHERE name = ?", (name,)).fetchone()
-    return None if row is None else int(row[0])
+    if row is None:
+        raise NotFoundError(f"no campaign named {name!r} (see `mailer campaign list`)")
+    return int(row[0])
