@@ -159,15 +159,16 @@ class Pages:
             if info.masked_address:
                 details.append((text(lang, "web_label_address"), info.masked_address))
         return self.render(
-            "page.html",
+            "actions.html",
             status,
             lang,
             title=f"{text(lang, 'web_title')} · {self.sender}",
             heading=heading,
             details=details,
             paragraphs=paragraphs,
+            link=None,
             note=note,
-            form=form,
+            forms=[form] if form else [],
             footer=self.footer,
         )
 
