@@ -57,6 +57,27 @@ def test_the_returned_message_is_found_by_token_headers_or_message_id():
     assert "<20241112.0123abcd@arcticsmartness.eu>" in qmail.message_ids
 
 
+# Our own message, quoted in a text bounce, holding what looks like a server's answer: a
+# List-Unsubscribe token with "450-" in it, a boundary ending in "421", a date like 4.4.1.
+LOOKS_LIKE_CODES = Sent(
+    FAKE.email,
+    FAKE.return_path,
+    b"From: Arctic Smartness <uutiset@arcticsmartness.eu>\r\nTo: aino.aikio@example.org\r\n"
+    b"Message-ID: <20241112.0123abcd@arcticsmartness.eu>\r\nSubject: Uutiset\r\n"
+    b"List-Unsubscribe: <https://arcticsmartness.eu/u/abcdefghijklmno450-qrstuvwxyz0123>\r\n"
+    b"Content-Type: multipart/alternative; boundary=abc421\r\n\r\n"
+    b"--abc421\r\nContent-Type: text/plain\r\n\r\nTapaaminen 4.4.1 klo 450 - 550\r\n--abc421--\r\n",
+)
+
+
+@pytest.mark.parametrize("name", ["exim-text", "qmail-hard"])
+def test_codes_in_our_quoted_message_are_not_read_as_the_servers_answer(name):
+    returned = parse(fill(name, LOOKS_LIKE_CODES))
+    assert returned.kind == "bounce"
+    assert returned.failures[0].status == EXPECTED[name].get("status")
+    assert returned.failures[0].verdict.value == "mailbox", returned.failures[0]
+
+
 @pytest.fixture
 def sent(workspace):
     with_bounces(workspace)

@@ -44,6 +44,13 @@ DIAGNOSTIC_MAX = 200  # one line; the record never keeps the returned message
 _RETURN_PATH_TOKEN = re.compile(r"\+([A-Za-z2-7]{24})@")
 _UNSUBSCRIBE_TOKEN = re.compile(r"/u/([A-Za-z0-9_-]{32})(?![A-Za-z0-9_-])")
 _MESSAGE_ID_LINE = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]{3,250}>)", re.IGNORECASE | re.MULTILINE)
+# Where a text bounce's quoted copy of the original begins: a message header followed by
+# another header line (the report's own DSN-like fields, Final-Recipient etc., are not in it).
+_COPY_START = re.compile(
+    r"^(?:Return-Path|Received|DKIM-Signature|From|To|Subject|Date|Message-ID|MIME-Version|"
+    r"Content-Type|List-Unsubscribe|Reply-To|Sender):[ \t].*\n(?:[ \t].*\n)*[A-Za-z][\w-]*:[ \t]",
+    re.IGNORECASE | re.MULTILINE,
+)
 _ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+\.[A-Za-z0-9-]+")
 # Where a bounce is addressed: the return path (LOCAL+TOKEN@DOMAIN) lands in one of these.
 _ADDRESSED_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
@@ -270,7 +277,7 @@ def _non_standard(msg: Message, found: _Found) -> str:
     addresses = {a.lower(): False for a in listed if a}
     addresses.update({_decode(a).lower(): False for a in permanent})
     addresses.update({_decode(a).lower(): True for a in temporary if _decode(a).lower()})
-    text = found.text()
+    text = _report_part(found.text())
     for address, temporary_only in addresses.items():
         if not address or "@" not in address:
             continue
@@ -291,6 +298,13 @@ def _non_standard(msg: Message, found: _Found) -> str:
     for ctype, part in found.parts:
         _collect_returned(ctype, part, found)
     return BOUNCE if found.failures else ""
+
+
+def _report_part(text: str) -> str:
+    """The text before the quoted copy of the original: codes, dates and tokens in our own
+    message (a token with `450-` in it, say) must not be read as the server's answer."""
+    match = _COPY_START.search(text)
+    return text if match is None else text[: match.start()]
 
 
 def _line_about(text: str, address: str) -> str:
