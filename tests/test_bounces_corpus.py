@@ -78,6 +78,25 @@ def test_codes_in_our_quoted_message_are_not_read_as_the_servers_answer(name):
     assert returned.failures[0].verdict.value == "mailbox", returned.failures[0]
 
 
+def test_the_text_of_our_attached_message_is_not_read_as_the_report():
+    raw = (
+        b"Return-Path: <>\r\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.se>\r\n"
+        b"To: " + FAKE.return_path.encode() + b"\r\nX-Failed-Recipients: aino.aikio@example.org\r\n"
+        b"Subject: Mail delivery failed\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
+        b"--outer\r\nContent-Type: text/plain\r\n\r\n"
+        b"The following address failed:\r\n\r\n  aino.aikio@example.org\r\n"
+        b"    Unrouteable address\r\n\r\n"
+        b"--outer\r\nContent-Type: message/rfc822\r\n\r\n"
+        + LOOKS_LIKE_CODES.data
+        + b"\r\n--outer--\r\n"
+    )
+    returned = parse(raw)
+    assert returned.kind == "bounce"
+    assert (returned.failures[0].status, returned.failures[0].verdict.value) == (None, "mailbox")
+    assert returned.message_ids == ("<20241112.0123abcd@arcticsmartness.eu>",)
+
+
 @pytest.fixture
 def sent(workspace):
     with_bounces(workspace)

@@ -145,7 +145,7 @@ def _key(message_id: str, raw: bytes) -> str:
 def _read(msg: Message, key: str) -> Returned:
     ctype = msg.get_content_type()
     report_type = str(msg.get_param("report-type", "", header="content-type") or "").lower()
-    found = _Found([(part.get_content_type(), part) for part in msg.walk()])
+    found = _Found(_parts(msg))
     kind = ""
     if ctype == "multipart/report" and report_type == "feedback-report":
         kind = _complaint(found)
@@ -298,6 +298,21 @@ def _non_standard(msg: Message, found: _Found) -> str:
     for ctype, part in found.parts:
         _collect_returned(ctype, part, found)
     return BOUNCE if found.failures else ""
+
+
+def _parts(msg: Message) -> list[tuple[str, Message]]:
+    """Every part with its content type, depth first, without going into a returned message:
+    the text of our own newsletter is not the report's."""
+    out: list[tuple[str, Message]] = []
+    stack = [msg]
+    while stack:
+        part = stack.pop()
+        ctype = part.get_content_type()
+        out.append((ctype, part))
+        payload = part.get_payload()
+        if isinstance(payload, list) and not ctype.startswith("message/"):
+            stack.extend(reversed([p for p in payload if isinstance(p, Message)]))
+    return out
 
 
 def _report_part(text: str) -> str:
