@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
 import shlex
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from mailer.errors import MailerError
 
 DEFAULT_TIMEOUT = 30.0
+# After the command exits: what it printed is read at once; a background child it started
+# (a token cache, say) may keep the pipes open, so the reading stops this long after.
+_EXIT_GRACE = 0.5
 XOAUTH2 = "XOAUTH2"
 OAUTHBEARER = "OAUTHBEARER"
 
@@ -63,7 +68,7 @@ class TokenCommand:
         except OSError as exc:
             raise self._error(f"cannot be run: {exc.strerror or exc}") from None
         try:
-            out, err = proc.communicate(timeout=timeout)
+            out, err = _output(proc, timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise self._error(f"did not answer within {timeout:g} s") from None
@@ -85,6 +90,38 @@ class TokenCommand:
 
     def _error(self, what: str) -> TokenCommandError:
         return TokenCommandError(f"token command {self.name} {what}", where=self.key)
+
+
+def _output(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes]:
+    """stdout and stderr until they close, or until shortly after the command exits (a child
+    may hold them); subprocess.TimeoutExpired when the command itself runs past `timeout`
+    (the caller kills it and closes the pipes)."""
+    deadline = time.monotonic() + timeout
+    pipes = [p for p in (proc.stdout, proc.stderr) if p is not None]
+    read: dict[int, list[bytes]] = {p.fileno(): [] for p in pipes}
+    exited_at: float | None = None
+    with selectors.DefaultSelector() as selector:
+        for pipe in pipes:
+            selector.register(pipe, selectors.EVENT_READ)
+        while selector.get_map():
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            end = deadline if exited_at is None else min(deadline, exited_at + _EXIT_GRACE)
+            if now >= end:
+                break
+            for key, _ in selector.select(min(end - now, 0.1)):
+                data = os.read(key.fd, 65536)
+                if data:
+                    read[key.fd].append(data)
+                else:
+                    selector.unregister(key.fileobj)
+    proc.wait(max(deadline - time.monotonic(), 0))  # pipes closed: it is ending (or hangs)
+    out = b"".join(read[proc.stdout.fileno()]) if proc.stdout else b""
+    err = b"".join(read[proc.stderr.fileno()]) if proc.stderr else b""
+    for pipe in pipes:
+        pipe.close()
+    return out, err
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -2,7 +2,8 @@
 
 - `TokenScript`: a real executable that `token_command` runs. It prints the token in
   `current`, logs each call, and can be told to fail, print nothing, print two lines, hang,
-  or hang leaving a child in its own session that holds its stdout (`orphan`).
+  or hang leaving a child in its own session that holds its stdout (`orphan`), or answer
+  and exit leaving such a child behind (`daemon`).
 - `OAuthHandler`: an aiosmtpd handler that offers only XOAUTH2 (or only OAUTHBEARER) and
   accepts exactly the token the script prints now. `expire_after` messages into a send it
   takes that token as expired: it refuses it from then on, and the refusal makes the script
@@ -61,7 +62,12 @@ if mode == "orphan":  # a child in its own session keeps stdout open after the g
     time.sleep(60)
 if mode == "lines":
     print("access_token:")
-print(token)
+print(token, flush=True)
+if mode == "daemon":  # answers, then leaves a background child holding its stdout and stderr
+    import subprocess
+    child = subprocess.Popen(["sleep", "150"], start_new_session=True)
+    with open(state / "daemons", "a") as pids:
+        print(child.pid, file=pids)
 """
 
 

@@ -92,6 +92,25 @@ def test_a_server_that_offers_only_oauthbearer_gets_oauthbearer(workspace, ca, s
     _no_token(script, res.stdout, res.stderr, *_written(workspace))
 
 
+def test_a_token_command_that_leaves_a_child_holding_its_output_still_answers(
+    workspace, ca, script
+):
+    create_campaign(workspace, PEOPLE[:2])
+    script.mode = "daemon"  # a helper that starts a token cache in the background, say
+    with OAuthServer(ca, script) as server:
+        env = point_xoauth2(workspace, server, script, timeout=20)
+        try:
+            res = workspace.run("send", CAMPAIGN, "--yes", env=env, timeout=60)
+        finally:
+            daemons = script.folder / "daemons"
+            for pid in daemons.read_text().split() if daemons.exists() else []:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+        handler = server.handler
+    assert res.returncode == 0, res.stderr
+    assert len(handler.received) == 2 and set(handler.seen_tokens) == {script.current}
+
+
 @pytest.mark.parametrize(
     ("mode", "said"),
     [
