@@ -109,6 +109,10 @@ class Dovecot:
     oauth2_url: str = ""  # with it, XOAUTH2/OAUTHBEARER checked by this introspection URL
     oauth2_mechanisms: str = "xoauth2 oauthbearer"
 
+    def __post_init__(self) -> None:
+        while self.imap_port == self.imaps_port:  # each port was free alone, maybe the same one
+            self.imap_port = free_port()
+
     @property
     def maildir(self) -> Path:
         return self.folder / "home" / "Maildir"

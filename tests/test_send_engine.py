@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from datetime import timedelta
 
 import pytest
@@ -218,7 +219,9 @@ def test_a_held_lease_refuses_a_second_run_and_stale_rows_become_unknown(workspa
         with pytest.raises(LeaseHeldError):
             _send(workspace, store)
         # The holder died (a pid that is gone) mid-send with b's row in `sending`.
-        dead = f"{socket.gethostname()}:999999:dead"
+        gone = subprocess.Popen(["true"])  # a pid that has just ended (999999 may be alive
+        gone.wait()  # where pid_max is 4194304)
+        dead = f"{socket.gethostname()}:{gone.pid}:dead"
         with store.transaction() as conn:
             conn.execute("UPDATE campaigns SET lease_owner = ?", (dead,))
         report = _run_with_stale_row(workspace, store, "b@example.org")
