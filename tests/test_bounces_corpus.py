@@ -78,6 +78,20 @@ def test_codes_in_our_quoted_message_are_not_read_as_the_servers_answer(name):
     assert returned.failures[0].verdict.value == "mailbox", returned.failures[0]
 
 
+def test_a_summary_of_our_message_in_the_report_is_not_taken_for_the_copy():
+    raw = (
+        b"Return-Path: <>\r\nFrom: postmaster@mail.example.fi\r\n"
+        b"To: " + FAKE.return_path.encode() + b"\r\nX-Failed-Recipients: aino.aikio@example.org\r\n"
+        b"Subject: Undeliverable: Uutiset\r\n\r\nYour message\r\n\r\n"
+        b"To: aino.aikio@example.org\r\nSubject: Uutiset\r\nSent: Tue, 12 Nov 2024 10:00\r\n\r\n"
+        b"did not reach the following recipient(s):\r\n\r\naino.aikio@example.org\r\n"
+        b"    <mx.example.fi #5.1.1 smtp;550 5.1.1 User unknown>\r\n\r\n" + LOOKS_LIKE_CODES.data
+    )
+    returned = parse(raw)
+    assert returned.kind == "bounce"
+    assert (returned.failures[0].status, returned.failures[0].verdict.value) == ("5.1.1", "mailbox")
+
+
 def test_the_text_of_our_attached_message_is_not_read_as_the_report():
     raw = (
         b"Return-Path: <>\r\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.se>\r\n"

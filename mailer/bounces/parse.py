@@ -44,12 +44,11 @@ DIAGNOSTIC_MAX = 200  # one line; the record never keeps the returned message
 _RETURN_PATH_TOKEN = re.compile(r"\+([A-Za-z2-7]{24})@")
 _UNSUBSCRIBE_TOKEN = re.compile(r"/u/([A-Za-z0-9_-]{32})(?![A-Za-z0-9_-])")
 _MESSAGE_ID_LINE = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]{3,250}>)", re.IGNORECASE | re.MULTILINE)
-# Where a text bounce's quoted copy of the original begins: a message header followed by
-# another header line (the report's own DSN-like fields, Final-Recipient etc., are not in it).
-_COPY_START = re.compile(
-    r"^(?:Return-Path|Received|DKIM-Signature|From|To|Subject|Date|Message-ID|MIME-Version|"
-    r"Content-Type|List-Unsubscribe|Reply-To|Sender):[ \t].*\n(?:[ \t].*\n)*[A-Za-z][\w-]*:[ \t]",
-    re.IGNORECASE | re.MULTILINE,
+# A text bounce's quoted copy of the original is a block of header lines holding one of
+# these; a report's own summary block ("To: …", "Subject: …", "Sent: …") holds none.
+_HEADER_LINE = re.compile(r"[A-Za-z][\w-]*:[ \t]")
+_MESSAGE_HEADERS = frozenset(
+    {"message-id", "mime-version", "received", "return-path", "dkim-signature", "content-type"}
 )
 _ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+\.[A-Za-z0-9-]+")
 # Where a bounce is addressed: the return path (LOCAL+TOKEN@DOMAIN) lands in one of these.
@@ -317,9 +316,20 @@ def _parts(msg: Message) -> list[tuple[str, Message]]:
 
 def _report_part(text: str) -> str:
     """The text before the quoted copy of the original: codes, dates and tokens in our own
-    message (a token with `450-` in it, say) must not be read as the server's answer."""
-    match = _COPY_START.search(text)
-    return text if match is None else text[: match.start()]
+    message (a MIME boundary ending in `465`, say) must not be read as the server's answer."""
+    block = None  # where the current block of header lines starts
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        if block is not None and line[:1] in (" ", "\t") and line.strip():
+            pass  # a folded header line
+        elif _HEADER_LINE.match(line):
+            block = offset if block is None else block
+            if line.split(":", 1)[0].lower() in _MESSAGE_HEADERS:
+                return text[:block]
+        else:
+            block = None
+        offset += len(line)
+    return text
 
 
 def _line_about(text: str, address: str) -> str:
