@@ -142,20 +142,22 @@ def _key(message_id: str, raw: bytes) -> str:
 
 
 def _read(msg: Message, key: str) -> Returned:
-    ctype = msg.get_content_type()
-    report_type = str(msg.get_param("report-type", "", header="content-type") or "").lower()
     found = _Found(_parts(msg))
     kind = ""
-    if ctype == "multipart/report" and report_type == "feedback-report":
-        kind = _complaint(found)
-    elif ctype == "multipart/report" and report_type == "delivery-status":
-        kind = _delivery_status(found)
+    if found.parts[0][0] == "multipart/report":
+        report_type = str(msg.get_param("report-type", "", header="content-type") or "").lower()
+        if report_type == "feedback-report":
+            kind = _complaint(found)
+        elif report_type == "delivery-status":
+            kind = _delivery_status(found)
     # Exim's and qmail's texts say auto-replied too, so a mail system's message is read
     # as a bounce first; a vacation or challenge mail never goes through the detectors.
-    if not kind and _from_a_mail_system(msg) and not _autoreply_marks(msg):
+    present = {name.lower() for name in msg}
+    marked = _autoreply_marks(msg, present)
+    if not kind and not marked and _from_a_mail_system(msg):
         kind = _non_standard(msg, found)
     if not kind:
-        if _autoreply_marks(msg) or _auto_submitted(msg).startswith("auto-replied"):
+        if marked or _auto_submitted(msg).startswith("auto-replied"):
             return Returned(AUTOREPLY, key, reason="auto-reply")
         return Returned(UNRECOGNISED, key, reason="neither a bounce nor a complaint")
     mids = [m for part in found.returned if (m := _one_line(part.get("Message-ID", "")))]
@@ -163,7 +165,8 @@ def _read(msg: Message, key: str) -> Returned:
     if not (mids and unsub):  # no returned part named it: the copy may be quoted in the text
         mids += _MESSAGE_ID_LINE.findall(found.text())
         unsub += _UNSUBSCRIBE_TOKEN.findall(found.text())
-    tokens = [t for name in _ADDRESSED_HEADERS for t in _tokens(msg.get_all(name) or [])]
+    addressed = [name for name in _ADDRESSED_HEADERS if name.lower() in present]
+    tokens = [t for name in addressed for t in _tokens(msg.get_all(name) or [])]
     tokens += [t for part in found.returned for t in _tokens(part.get_all("Return-Path") or [])]
     return Returned(
         kind,
@@ -253,13 +256,13 @@ def _from_a_mail_system(msg: Message) -> bool:
     )
 
 
-def _autoreply_marks(msg: Message) -> bool:
+def _autoreply_marks(msg: Message, present: set[str]) -> bool:
     """A vacation or challenge reply's own marks (Auto-Submitted alone is not one: real
-    DSNs carry it too)."""
-    precedence = _one_line(msg.get("Precedence", "")).lower()
+    DSNs carry it too); `present`: the message's header names, lower-case."""
+    precedence = _one_line(msg.get("Precedence", "")).lower() if "precedence" in present else ""
     return (
         precedence == "auto_reply"
-        or any(msg.get(h) is not None for h in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"))
+        or any(h in present for h in ("x-autoreply", "x-autorespond", "x-autoresponder"))
         or bool(_AUTOREPLY_SUBJECT.match(_one_line(msg.get("Subject", ""))))
     )
 
@@ -429,8 +432,10 @@ def mask(text: str) -> str:
 
 
 def _diagnostic(text: str) -> str:
-    line = "".join(ch if ch.isprintable() else " " for ch in _one_line(text))
-    line = mask(" ".join(line.split()))
+    line = _one_line(text)
+    if not line.isprintable():
+        line = " ".join("".join(ch if ch.isprintable() else " " for ch in line).split())
+    line = mask(line)
     return line if len(line) <= DIAGNOSTIC_MAX else line[: DIAGNOSTIC_MAX - 1] + "…"
 
 
