@@ -92,6 +92,64 @@ def test_a_summary_of_our_message_in_the_report_is_not_taken_for_the_copy():
     assert (returned.failures[0].status, returned.failures[0].verdict.value) == ("5.1.1", "mailbox")
 
 
+_TEXT_BOUNCE = (
+    b"Return-Path: <>\r\nFrom: postmaster@mail.example.fi\r\nTo: "
+    + FAKE.return_path.encode()
+    + b"\r\nX-Failed-Recipients: aino.aikio@example.org\r\nSubject: Undeliverable\r\n"
+)
+_COPY = (
+    b"Received: from mail.arcticsmartness.eu\r\nMessage-ID: <20241112.0123abcd@arcticsmartness.eu>"
+    b"\r\nFrom: uutiset@arcticsmartness.eu\r\nSubject: Uutiset\r\n\r\nHei! 421-4.4.1\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a summary naming our Message-ID, unindented, before the server's answer
+        b"\r\nYour message with these header fields:\r\n\r\n"
+        b"Message-ID: <20241112.0123abcd@arcticsmartness.eu>\r\nTo: aino.aikio@example.org\r\n\r\n"
+        b"could not be delivered:\r\n  aino.aikio@example.org\r\n"
+        b"  Diagnostic code: smtp;550 5.1.1 User unknown\r\n\r\n" + _COPY,
+        # the answer as a header-like line, the copy right after it
+        b"\r\nDelivery to aino.aikio@example.org failed.\r\n"
+        b"Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n" + _COPY,
+        # returned headers in a part before the report's text
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="o"\r\n\r\n'
+        b"--o\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        + _COPY.split(b"\r\n\r\n")[0]
+        + b"\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\n"
+        b"aino.aikio@example.org: 550 5.1.1 User unknown\r\n--o--\r\n",
+    ],
+    ids=["summary-with-message-id", "answer-then-copy", "headers-part-first"],
+)
+def test_the_servers_answer_is_found_wherever_the_report_puts_our_headers(body):
+    returned = parse(_TEXT_BOUNCE + body)
+    assert returned.kind == "bounce"
+    assert (returned.failures[0].status, returned.failures[0].verdict.value) == ("5.1.1", "mailbox")
+    assert "<20241112.0123abcd@arcticsmartness.eu>" in returned.message_ids
+
+
+def test_a_global_delivery_status_notification_is_read_rfc_6533():
+    raw = (
+        b"Return-Path: <>\r\nFrom: Mail Delivery Subsystem <mailer-daemon@mx.example.fi>\r\n"
+        b"To: " + FAKE.return_path.encode() + b"\r\nSubject: Undelivered Mail\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;"
+        b' boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+        b"Delivery has failed.\r\n\r\n--b1\r\nContent-Type: message/global-delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example.fi\r\n\r\nFinal-Recipient: rfc822; aino.aikio@example.org"
+        b"\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 User unknown"
+        b"\r\n\r\n--b1\r\nContent-Type: message/global-headers\r\n\r\n"
+        b"Message-ID: <20241112.0123abcd@arcticsmartness.eu>\r\nFrom: uutiset@arcticsmartness.eu"
+        b"\r\n\r\n--b1--\r\n"
+    )
+    returned = parse(raw)
+    assert returned.kind == "bounce"
+    assert returned.failures[0].recipient == "aino.aikio@example.org"
+    assert (returned.failures[0].status, returned.failures[0].verdict.value) == ("5.1.1", "mailbox")
+    assert returned.message_ids == ("<20241112.0123abcd@arcticsmartness.eu>",)
+
+
 def test_the_text_of_our_attached_message_is_not_read_as_the_report():
     raw = (
         b"Return-Path: <>\r\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.se>\r\n"

@@ -44,12 +44,43 @@ DIAGNOSTIC_MAX = 200  # one line; the record never keeps the returned message
 _RETURN_PATH_TOKEN = re.compile(r"\+([A-Za-z2-7]{24})@")
 _UNSUBSCRIBE_TOKEN = re.compile(r"/u/([A-Za-z0-9_-]{32})(?![A-Za-z0-9_-])")
 _MESSAGE_ID_LINE = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]{3,250}>)", re.IGNORECASE | re.MULTILINE)
-# A text bounce's quoted copy of the original is a block of header lines holding one of
-# these; a report's own summary block ("To: …", "Subject: …", "Sent: …") holds none.
+# A text bounce's quoted copy of the original is a block of header lines holding two of
+# these; a report's own summary block ("To: …", "Subject: …", "Message-ID: …") holds one at
+# most, and its delivery-status fields end a block (a copy may follow them directly).
 _HEADER_LINE = re.compile(r"[A-Za-z][\w-]*:[ \t]")
 _MESSAGE_HEADERS = frozenset(
-    {"message-id", "mime-version", "received", "return-path", "dkim-signature", "content-type"}
+    {
+        "message-id",
+        "mime-version",
+        "received",
+        "return-path",
+        "dkim-signature",
+        "content-type",
+        "content-transfer-encoding",
+        "list-unsubscribe",
+        "list-id",
+        "feedback-id",
+    }
 )
+_DSN_FIELDS = frozenset(
+    {
+        "reporting-mta",
+        "received-from-mta",
+        "arrival-date",
+        "original-envelope-id",
+        "dsn-gateway",
+        "final-recipient",
+        "original-recipient",
+        "x-actual-recipient",
+        "action",
+        "status",
+        "diagnostic-code",
+        "remote-mta",
+        "last-attempt-date",
+        "will-retry-until",
+    }
+)
+_HEADERS_PARTS = ("text/rfc822-headers", "text/global-headers")
 _ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+\.[A-Za-z0-9-]+")
 # Where a bounce is addressed: the return path (LOCAL+TOKEN@DOMAIN) lands in one of these.
 _ADDRESSED_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
@@ -107,16 +138,26 @@ class Returned:
 
 @dataclass
 class _Found:
-    parts: list[tuple[str, Message]]  # every part with its content type, walked once
+    parts: list[tuple[str, Message]]  # the parts with their content types (see _parts)
     failures: list[Failure] = field(default_factory=list)
     returned: list[Message] = field(default_factory=list)
-    _text: str | None = None
+    _texts: list[tuple[str, str]] | None = None
+
+    def texts(self) -> list[tuple[str, str]]:
+        """The decoded text parts with their content types (decoded once)."""
+        if self._texts is None:
+            self._texts = _body_texts(self.parts)
+        return self._texts
 
     def text(self) -> str:
-        """The decoded text parts, for codes, addresses and quoted IDs (read once)."""
-        if self._text is None:
-            self._text = _body_text(self.parts)
-        return self._text
+        """All the text, the quoted copy of our message too: for its Message-ID and token."""
+        return "\n".join(text for _, text in self.texts())[:200_000]
+
+    def report(self) -> str:
+        """The report's own words, for codes and addresses: each text part up to a quoted
+        copy of the original, returned headers left out."""
+        texts = [_report_part(t) for ctype, t in self.texts() if ctype not in _HEADERS_PARTS]
+        return "\n".join(texts)[:200_000]
 
 
 def parse(raw: bytes) -> Returned:
@@ -279,7 +320,7 @@ def _non_standard(msg: Message, found: _Found) -> str:
     addresses = {a.lower(): False for a in listed if a}
     addresses.update({_decode(a).lower(): False for a in permanent})
     addresses.update({_decode(a).lower(): True for a in temporary if _decode(a).lower()})
-    text = _report_part(found.text())
+    text = found.report()
     for address, temporary_only in addresses.items():
         if not address or "@" not in address:
             continue
@@ -321,16 +362,20 @@ def _report_part(text: str) -> str:
     """The text before the quoted copy of the original: codes, dates and tokens in our own
     message (a MIME boundary ending in `465`, say) must not be read as the server's answer."""
     block = None  # where the current block of header lines starts
+    seen: set[str] = set()  # the message headers in it
     offset = 0
     for line in text.splitlines(keepends=True):
+        name = line.split(":", 1)[0].lower() if _HEADER_LINE.match(line) else ""
         if block is not None and line[:1] in (" ", "\t") and line.strip():
             pass  # a folded header line
-        elif _HEADER_LINE.match(line):
+        elif name and name not in _DSN_FIELDS:
             block = offset if block is None else block
-            if line.split(":", 1)[0].lower() in _MESSAGE_HEADERS:
-                return text[:block]
+            if name in _MESSAGE_HEADERS:
+                seen.add(name)
+                if len(seen) == 2:
+                    return text[:block]
         else:
-            block = None
+            block, seen = None, set()
         offset += len(line)
     return text
 
@@ -356,15 +401,28 @@ def _field_blocks(part: Message) -> list[Message]:
     """The header blocks of a delivery-status or feedback-report part."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return [p for p in payload if isinstance(p, Message)]
+        # message/delivery-status comes split into its blocks; other types (RFC 6533's
+        # message/global-delivery-status) as one message: its headers, the rest as its body.
+        blocks: list[Message] = []
+        for block in payload:
+            if isinstance(block, Message):
+                blocks.append(block)
+                rest = block.get_payload()
+                if isinstance(rest, str) and rest.strip():
+                    blocks += _field_blocks_of(rest)
+        return blocks
     text = part.get_payload(decode=True)
     body = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(payload or "")
+    return _field_blocks_of(body)
+
+
+def _field_blocks_of(body: str) -> list[Message]:
     blocks = re.split(r"\r?\n[ \t]*\r?\n", body.strip())
     return [_HEADER_PARSER.parsestr(block) for block in blocks if block.strip()]
 
 
 def _collect_returned(ctype: str, part: Message, found: _Found) -> None:
-    if ctype in ("message/rfc822", "message/global"):
+    if ctype in ("message/rfc822", "message/global", "message/global-headers"):
         payload = part.get_payload()
         if isinstance(payload, list) and payload and isinstance(payload[0], Message):
             found.returned.append(payload[0])
@@ -394,8 +452,8 @@ def _address_field(value: object) -> str | None:
     return text.lower() if "@" in text and " " not in text else None
 
 
-def _body_text(parts: list[tuple[str, Message]]) -> str:
-    out: list[str] = []
+def _body_texts(parts: list[tuple[str, Message]]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
     for ctype, part in parts:
         if not ctype.startswith("text/"):
             continue
@@ -409,8 +467,8 @@ def _body_text(parts: list[tuple[str, Message]]) -> str:
             text = data.decode("utf-8", "replace")
         if ctype == "text/html":
             text = re.sub(r"<[^>]{0,2000}>", " ", text)
-        out.append(text)
-    return "\n".join(out)[:200_000]
+        out.append((ctype, text))
+    return out
 
 
 def _decode(value: bytes | str) -> str:
