@@ -204,8 +204,9 @@ def _read(msg: Message, key: str) -> Returned:
     mids = [m for part in found.returned if (m := _one_line(part.get("Message-ID", "")))]
     unsub = [t for part in found.returned for t in _UNSUBSCRIBE_TOKEN.findall(_headers(part))]
     if not (mids and unsub):  # no returned part named it: the copy may be quoted in the text
-        mids += _MESSAGE_ID_LINE.findall(found.text())
-        unsub += _UNSUBSCRIBE_TOKEN.findall(found.text())
+        quoted = found.text()
+        mids += _MESSAGE_ID_LINE.findall(quoted)
+        unsub += _UNSUBSCRIBE_TOKEN.findall(quoted)
     addressed = [name for name in _ADDRESSED_HEADERS if name.lower() in present]
     tokens = [t for name in addressed for t in _tokens(msg.get_all(name) or [])]
     tokens += [t for part in found.returned for t in _tokens(part.get_all("Return-Path") or [])]
