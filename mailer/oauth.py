@@ -26,6 +26,9 @@ DEFAULT_TIMEOUT = 30.0
 # After the command exits: what it printed is read at once; a background child it started
 # (a token cache, say) may keep the pipes open, so the reading stops this long after.
 _EXIT_GRACE = 0.5
+# What is kept of its output: a token is a few KB at most; its last words on stderr say why.
+_KEEP_OUT = 64 * 1024
+_KEEP_ERR = 4 * 1024
 XOAUTH2 = "XOAUTH2"
 OAUTHBEARER = "OAUTHBEARER"
 
@@ -83,7 +86,7 @@ class TokenCommand:
         token = out.decode("utf-8", "replace").strip()
         if not token:
             raise self._error("printed no token")
-        if not _one_word(token):
+        if len(out) > _KEEP_OUT or not _one_word(token):
             # Never echoed: whatever it printed may hold the token.
             raise self._error("must print the access token alone, on one line")
         return token
@@ -98,7 +101,8 @@ def _output(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes
     (the caller kills it and closes the pipes)."""
     deadline = time.monotonic() + timeout
     pipes = [p for p in (proc.stdout, proc.stderr) if p is not None]
-    read: dict[int, list[bytes]] = {p.fileno(): [] for p in pipes}
+    read: dict[int, bytearray] = {p.fileno(): bytearray() for p in pipes}
+    err_fd = proc.stderr.fileno() if proc.stderr else -1
     exited_at: float | None = None
     with selectors.DefaultSelector() as selector:
         for pipe in pipes:
@@ -112,13 +116,18 @@ def _output(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes
                 break
             for key, _ in selector.select(min(end - now, 0.1)):
                 data = os.read(key.fd, 65536)
-                if data:
-                    read[key.fd].append(data)
-                else:
+                if not data:
                     selector.unregister(key.fileobj)
+                    continue
+                kept = read[key.fd]
+                if key.fd == err_fd:  # its last words
+                    kept += data
+                    del kept[: max(len(kept) - _KEEP_ERR, 0)]
+                elif len(kept) <= _KEEP_OUT:  # one byte past the limit says "too much"
+                    kept += data[: _KEEP_OUT + 1 - len(kept)]
     proc.wait(max(deadline - time.monotonic(), 0))  # pipes closed: it is ending (or hangs)
-    out = b"".join(read[proc.stdout.fileno()]) if proc.stdout else b""
-    err = b"".join(read[proc.stderr.fileno()]) if proc.stderr else b""
+    out = bytes(read[proc.stdout.fileno()]) if proc.stdout else b""
+    err = bytes(read[err_fd]) if proc.stderr else b""
     for pipe in pipes:
         pipe.close()
     return out, err
